@@ -1,0 +1,1 @@
+"""Settings, errors, logging and shared types used by every layer."""

@@ -1,0 +1,65 @@
+"""The one settings object (pydantic-settings, env prefix ``JISIK_``, optional ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RetrievalSettings(BaseSettings):
+    """Defaults of the hybrid retriever; every field can be overridden per request."""
+
+    model_config = SettingsConfigDict(env_prefix="JISIK_RETRIEVAL_", extra="ignore")
+
+    top_k: int = Field(10, ge=1, le=200)
+    lexical_top_n: int = Field(50, ge=1, le=2000)
+    dense_top_n: int = Field(50, ge=1, le=2000)
+    fusion: Literal["rrf", "weighted", "adaptive"] = "adaptive"
+    rrf_k: int = Field(60, ge=1)
+    lexical_weight: float = Field(0.5, ge=0.0, le=1.0)
+    rerank: Literal["none", "embedder"] = "none"
+    dedup_threshold: float = Field(0.92, ge=0.0, le=1.0)
+    multi_query: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JISIK_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_nested_delimiter="__",
+    )
+
+    home: Path = Field(Path(".jisik"), description="Directory for embedded stores, caches and demo data")
+    index_url: str | None = Field(
+        None, description="Knowledge store: file:///dir (embedded, default under home) or postgresql://..."
+    )
+    embedder: str = Field("e5-small", description="e5-small | use-multilingual | openai:<model>")
+    embedder_threads: int = Field(2, ge=1, le=64)
+    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    embedding_cache: bool = True
+
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr | None = None
+    openai_timeout_s: float = 60.0
+
+    max_query_chars: int = Field(2000, ge=10)
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+
+    def resolved_index_url(self) -> str:
+        if self.index_url:
+            return self.index_url
+        return (self.home / "index").resolve().as_uri()
+
+    def cache_path(self) -> Path:
+        return self.home / "cache"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Stores: one Protocol per kind, each with an embedded and a server implementation."""

@@ -1,0 +1,123 @@
+"""The knowledge-store Protocol: hybrid (dense + Kiwi lexical + metadata) chunk index with versions.
+
+Implementations: :mod:`jisik.stores.embedded` (files + SQLite, no server; the default) and
+:mod:`jisik.stores.pgvector` (PostgreSQL + pgvector). Choose one with :func:`jisik.stores.factory.open_index`.
+
+Versioning contract
+-------------------
+* Writes happen in a batch (:meth:`IndexStore.open_batch`). Nothing a batch writes is visible
+  to searches until :meth:`IndexBatch.commit` publishes it as a new version, atomically.
+* An aborted or interrupted batch (exception, SIGKILL) leaves the previous version intact
+  and queryable; leftovers are cleaned up on the next open.
+* :meth:`IndexStore.rollback` makes an earlier version current again.
+
+Keys returned by searches are opaque integers, valid for :meth:`fetch`/:meth:`vectors` on the
+same store until the next commit or rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from jisik.core.types import Chunk
+from jisik.retrieval.filters import Filter
+
+FloatArray = npt.NDArray[np.float32]
+KeyArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class CollectionInfo:
+    name: str
+    dim: int
+    embedder_id: str
+    version: int  # current published version (0 = empty, never committed)
+    documents: int = 0
+    chunks: int = 0
+
+
+@dataclass(slots=True)
+class VersionInfo:
+    version: int
+    created_at: str
+    status: str  # "published" | "current" | "rolled_back"
+    documents: int
+    chunks: int
+    added_docs: int = 0
+    removed_docs: int = 0
+    note: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class IndexBatch(Protocol):
+    """A set of changes published together as one version."""
+
+    def upsert_document(
+        self,
+        doc_id: str,
+        fingerprint: str,
+        chunks: Sequence[Chunk],
+        vectors: FloatArray,
+        tokens: Sequence[Sequence[str]],
+    ) -> None:
+        """Replace every chunk of ``doc_id`` by ``chunks`` (one vector and token list each)."""
+
+    def delete_document(self, doc_id: str) -> None: ...
+
+    def commit(self) -> VersionInfo:
+        """Publish all changes as a new version (no-op batches still return the current version)."""
+
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> IndexBatch: ...
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+@runtime_checkable
+class IndexStore(Protocol):
+    url: str
+
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """Raise :class:`~jisik.core.errors.NotFound` for an unknown collection."""
+
+    def ensure_collection(self, name: str, *, dim: int, embedder_id: str) -> CollectionInfo:
+        """Create if missing; raise Conflict if it exists with another dim/embedder."""
+
+    def drop_collection(self, name: str) -> None: ...
+
+    def open_batch(self, name: str, *, note: str = "") -> IndexBatch: ...
+
+    def versions(self, name: str) -> list[VersionInfo]: ...
+
+    def rollback(self, name: str, version: int) -> VersionInfo: ...
+
+    def doc_fingerprints(self, name: str) -> dict[str, str]:
+        """doc_id -> fingerprint of the current version (for incremental indexing)."""
+
+    def search_lexical(
+        self, name: str, tokens: Sequence[str], top_n: int, flt: Filter
+    ) -> tuple[KeyArray, FloatArray]:
+        """BM25 over Kiwi tokens; best first. Empty arrays when nothing matches."""
+
+    def search_dense(
+        self, name: str, vector: FloatArray, top_n: int, flt: Filter
+    ) -> tuple[KeyArray, FloatArray]:
+        """Cosine similarity (vectors are L2-normalised); best first."""
+
+    def fetch(self, name: str, keys: Sequence[int]) -> list[Chunk]: ...
+
+    def vectors(self, name: str, keys: Sequence[int]) -> FloatArray: ...
+
+    def close(self) -> None: ...
