@@ -22,7 +22,8 @@ class RetrievalSettings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     lexical_weight: float = Field(0.5, ge=0.0, le=1.0)
     rerank: Literal["none", "embedder"] = "none"
-    dedup_threshold: float = Field(0.92, ge=0.0, le=1.0)
+    dedup_threshold: float = Field(0.97, ge=0.0, le=1.0)
+    max_per_doc: int = Field(1, ge=0, le=100, description="0 = no limit")
     multi_query: bool = False
 
 

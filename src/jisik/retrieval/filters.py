@@ -41,15 +41,15 @@ class Condition:
             if self.op == "ne":
                 return bool(actual != v)
             if self.op == "in":
-                return actual in v  # type: ignore[operator]
+                return isinstance(v, tuple) and actual in v
             if self.op == "gt":
-                return bool(actual > v)  # type: ignore[operator]
+                return bool(actual > v)
             if self.op == "gte":
-                return bool(actual >= v)  # type: ignore[operator]
+                return bool(actual >= v)
             if self.op == "lt":
-                return bool(actual < v)  # type: ignore[operator]
+                return bool(actual < v)
             if self.op == "lte":
-                return bool(actual <= v)  # type: ignore[operator]
+                return bool(actual <= v)
         except TypeError:
             return False
         raise AssertionError(self.op)

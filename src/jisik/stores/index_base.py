@@ -109,7 +109,12 @@ class IndexStore(Protocol):
     def search_lexical(
         self, name: str, tokens: Sequence[str], top_n: int, flt: Filter
     ) -> tuple[KeyArray, FloatArray]:
-        """BM25 over Kiwi tokens; best first. Empty arrays when nothing matches."""
+        """BM25 over Kiwi tokens; best first. Empty arrays when nothing matches.
+
+        Scores are normalised by the query's upper bound (the sum of the idf of each unique
+        query token, tokens unknown to the corpus counting with the maximal idf), so that
+        ~1.0 means "every query word matched once" and scores compare across queries.
+        """
 
     def search_dense(
         self, name: str, vector: FloatArray, top_n: int, flt: Filter

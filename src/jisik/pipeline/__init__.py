@@ -1,0 +1,1 @@
+"""Sources, landing, transfer, chunking and indexing jobs."""

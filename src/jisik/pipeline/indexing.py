@@ -1,0 +1,153 @@
+"""Indexing job: documents -> normalised text -> chunks -> Kiwi tokens + embeddings -> one
+versioned batch. Incremental: unchanged documents (same fingerprint) cost nothing; with
+``sync=True`` documents absent from the input are deleted. The batch is published only when
+every document went through, so an interrupted run leaves the previous version in service."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+
+from jisik.core.hashing import content_hash
+from jisik.core.logging import get_logger
+from jisik.core.types import Chunk, Document
+from jisik.models.embedders import Embedder
+from jisik.stores.index_base import IndexBatch, IndexStore
+from jisik.text.chunking import Chunker
+from jisik.text.normalize import normalize
+from jisik.text.tokenize import KoreanTokenizer
+
+log = get_logger(__name__)
+Progress = Callable[[int, int], None]  # (documents done, chunks done)
+
+
+@dataclass(slots=True)
+class IndexReport:
+    collection: str
+    version: int = 0
+    documents_seen: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks_indexed: int = 0
+    seconds: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+def fingerprint(doc: Document, chunker_id: str) -> str:
+    return content_hash(
+        doc.text, doc.title, doc.source_uri, json.dumps(doc.locator, sort_keys=True, ensure_ascii=False),
+        json.dumps(doc.metadata, sort_keys=True, ensure_ascii=False, default=str), chunker_id,
+    )
+
+
+def _batched(it: Iterable[Document], n: int) -> Iterator[list[Document]]:
+    iterator = iter(it)
+    while group := list(islice(iterator, n)):
+        yield group
+
+
+class Indexer:
+    def __init__(
+        self, store: IndexStore, embedder: Embedder, tokenizer: KoreanTokenizer, chunker: Chunker,
+        *, group_size: int = 256,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.chunker = chunker
+        self.group_size = group_size
+        self.chunker_id = repr(chunker)
+
+    def index(
+        self, collection: str, documents: Iterable[Document], *, sync: bool = False, note: str = "",
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        t0 = time.perf_counter()
+        report = IndexReport(collection)
+        self.store.ensure_collection(collection, dim=self.embedder.dim, embedder_id=self.embedder.model_id)
+        existing = self.store.doc_fingerprints(collection)
+        seen: set[str] = set()
+        timings = {"chunk": 0.0, "tokenize": 0.0, "embed": 0.0, "write": 0.0, "publish": 0.0}
+        with self.store.open_batch(collection, note=note) as batch:
+            for group in _batched(documents, self.group_size):
+                todo: list[tuple[Document, str]] = []
+                for doc in group:
+                    report.documents_seen += 1
+                    if doc.doc_id in seen:
+                        log.warning("duplicate document id in input; last one wins", extra={"doc_id": doc.doc_id})
+                    seen.add(doc.doc_id)
+                    doc = Document(doc.doc_id, normalize(doc.text), doc.title, doc.source_uri,
+                                   dict(doc.locator), dict(doc.metadata))
+                    fp = fingerprint(doc, self.chunker_id)
+                    old = existing.get(doc.doc_id)
+                    if old == fp:
+                        report.unchanged += 1
+                        continue
+                    if old is None:
+                        report.added += 1
+                    else:
+                        report.updated += 1
+                    todo.append((doc, fp))
+                self._index_group(batch, todo, timings, report)
+                if progress is not None:
+                    progress(report.documents_seen, report.chunks_indexed)
+            if sync:
+                for doc_id in existing.keys() - seen:
+                    batch.delete_document(doc_id)
+                    report.deleted += 1
+            t = time.perf_counter()
+            info = batch.commit()
+            timings["publish"] += time.perf_counter() - t
+        report.version = info.version
+        report.seconds = time.perf_counter() - t0
+        report.timings_s = {k: round(v, 3) for k, v in timings.items()}
+        log.info("indexed", extra={"collection": collection, "version": info.version,
+                                   "chunks": report.chunks_indexed, "seconds": round(report.seconds, 2)})
+        return report
+
+    def _index_group(
+        self, batch: IndexBatch, todo: Sequence[tuple[Document, str]], timings: dict[str, float],
+        report: IndexReport,
+    ) -> None:
+        if not todo:
+            return
+        t = time.perf_counter()
+        per_doc: list[list[Chunk]] = [self.chunker.chunk(doc) for doc, _ in todo]
+        flat = [c for chunks in per_doc for c in chunks]
+        timings["chunk"] += time.perf_counter() - t
+        t = time.perf_counter()
+        tokens = self.tokenizer.tokens_batch([_lexical_text(c) for c in flat])
+        timings["tokenize"] += time.perf_counter() - t
+        t = time.perf_counter()
+        vectors = (self.embedder.embed_passages([_dense_text(c) for c in flat]) if flat
+                   else np.zeros((0, self.embedder.dim), np.float32))
+        timings["embed"] += time.perf_counter() - t
+        t = time.perf_counter()
+        pos = 0
+        for (doc, fp), chunks in zip(todo, per_doc, strict=True):
+            n = len(chunks)
+            batch.upsert_document(doc.doc_id, fp, chunks, vectors[pos : pos + n], tokens[pos : pos + n])
+            pos += n
+        report.chunks_indexed += len(flat)
+        timings["write"] += time.perf_counter() - t
+
+
+def _lexical_text(chunk: Chunk) -> str:
+    """Title words count for lexical search when the chunk body does not repeat them."""
+    if chunk.title and chunk.title not in chunk.text:
+        return f"{chunk.title}\n{chunk.text}"
+    return chunk.text
+
+
+def _dense_text(chunk: Chunk) -> str:
+    return _lexical_text(chunk)

@@ -1,0 +1,1 @@
+"""Hybrid retrieval: lexical (Kiwi BM25) + dense, fused, optionally reranked, deduplicated, cited."""

@@ -1,0 +1,112 @@
+"""Fusion of ranked candidate lists from several signals.
+
+* ``rrf``: reciprocal rank fusion, ``sum_s w_s / (k + rank_s)``.
+* ``weighted``: convex combination of per-signal normalised scores
+  (lexical: divided by the query's best lexical score; dense: min-max over the candidates).
+* ``adaptive``: ``weighted``, with the lexical weight scaled per query by how much of the
+  query the best lexical match covers (BM25 score / the query's maximal attainable score).
+  A query whose words barely occur in the corpus (a colloquial paraphrase) leans on the dense
+  signal; a query with a strong, specific lexical match leans on BM25.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(slots=True)
+class SignalResult:
+    """One signal's candidates, best first. ``coverage`` in [0, 1] (lexical only) tells how
+    strongly the best candidate matches the query relative to the best possible match."""
+
+    keys: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+    coverage: float | None = None
+
+
+@dataclass(slots=True)
+class Fused:
+    keys: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    per_signal: dict[str, dict[int, float]]  # signal -> key -> raw score
+    weights: dict[str, float]
+
+
+def _union(signals: Mapping[str, SignalResult]) -> npt.NDArray[np.int64]:
+    arrays = [s.keys for s in signals.values() if s.keys.size]
+    if not arrays:
+        return np.zeros(0, np.int64)
+    return np.unique(np.concatenate(arrays))
+
+
+def rrf(signals: Mapping[str, SignalResult], weights: Mapping[str, float], k: int = 60) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for name, sig in signals.items():
+        w = weights.get(name, 1.0)
+        for rank, key in enumerate(sig.keys.tolist()):
+            out[key] = out.get(key, 0.0) + w / (k + rank + 1)
+    return out
+
+
+def _normalise(sig: SignalResult, name: str) -> dict[int, float]:
+    if sig.keys.size == 0:
+        return {}
+    s = sig.scores.astype(np.float64)
+    if name == "lexical":
+        # scores are already relative to the query's ideal match; cap at 1
+        norm = np.minimum(s, 1.0)
+    else:
+        lo, hi = float(s.min()), float(s.max())
+        norm = (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
+    return dict(zip(sig.keys.tolist(), norm.tolist(), strict=True))
+
+
+def weighted(signals: Mapping[str, SignalResult], weights: Mapping[str, float]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for name, sig in signals.items():
+        w = weights.get(name, 0.0)
+        for key, v in _normalise(sig, name).items():
+            out[key] = out.get(key, 0.0) + w * v
+    return out
+
+
+def adaptive_weights(
+    signals: Mapping[str, SignalResult], lexical_weight: float, *, floor: float = 0.15, ceiling: float = 0.85
+) -> dict[str, float]:
+    lex = signals.get("lexical")
+    cov = lex.coverage if lex is not None and lex.coverage is not None else 0.5
+    cov = min(max(cov, 0.0), 1.0)
+    # centre the base weight on the coverage: 0.5 coverage keeps the configured weight
+    w = lexical_weight * (2.0 * cov) if cov <= 0.5 else lexical_weight + (1 - lexical_weight) * (2 * cov - 1)
+    w = min(max(w, floor), ceiling)
+    return {"lexical": w, "dense": 1.0 - w}
+
+
+def fuse(
+    signals: Mapping[str, SignalResult], *, method: str, lexical_weight: float = 0.5, rrf_k: int = 60
+) -> Fused:
+    if method == "rrf":
+        weights = {name: 1.0 for name in signals}
+        combined = rrf(signals, weights, rrf_k)
+    elif method == "weighted":
+        weights = {"lexical": lexical_weight, "dense": 1.0 - lexical_weight}
+        combined = weighted(signals, weights)
+    elif method == "adaptive":
+        weights = adaptive_weights(signals, lexical_weight)
+        combined = weighted(signals, weights)
+    else:
+        raise ValueError(f"unknown fusion method {method!r}")
+    per_signal = {
+        name: dict(zip(sig.keys.tolist(), sig.scores.astype(float).tolist(), strict=True))
+        for name, sig in signals.items()
+    }
+    if not combined:
+        return Fused(np.zeros(0, np.int64), np.zeros(0), per_signal, weights)
+    keys = np.fromiter(combined.keys(), dtype=np.int64, count=len(combined))
+    vals = np.fromiter(combined.values(), dtype=np.float64, count=len(combined))
+    order = np.lexsort((keys, -vals))  # score desc, key asc for determinism
+    return Fused(keys[order], vals[order], per_signal, weights)

@@ -1,0 +1,141 @@
+"""The hybrid retriever: lexical top-N + dense top-N -> fusion -> optional rerank -> dedup -> top-k.
+
+Every hit carries a citation (collection, document, title, source, page/row locator, span) and
+the score from each signal. Timings of each step are returned with the hits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jisik.core.errors import InvalidInput, PayloadTooLarge
+from jisik.core.settings import RetrievalSettings
+from jisik.core.types import Hit
+from jisik.models.embedders import Embedder
+from jisik.retrieval.dedup import dedup_hits
+from jisik.retrieval.filters import Filter, parse_filter
+from jisik.retrieval.fusion import SignalResult, fuse
+from jisik.retrieval.multiquery import expand_query
+from jisik.retrieval.rerank import Reranker
+from jisik.stores.index_base import IndexStore
+from jisik.text.normalize import normalize_query
+from jisik.text.tokenize import KoreanTokenizer
+
+
+@dataclass(slots=True)
+class RetrievalResult:
+    query: str
+    collection: str
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=list)
+
+
+class HybridRetriever:
+    def __init__(
+        self, store: IndexStore, embedder: Embedder, tokenizer: KoreanTokenizer,
+        settings: RetrievalSettings | None = None, *, reranker: Reranker | None = None,
+        max_query_chars: int = 2000,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.settings = settings or RetrievalSettings()
+        self.reranker = reranker
+        self.max_query_chars = max_query_chars
+
+    def validate_query(self, query: Any) -> str:
+        if not isinstance(query, str):
+            raise InvalidInput("질문은 문자열이어야 합니다.", "The query must be a string.")
+        if len(query) > self.max_query_chars:
+            raise PayloadTooLarge(
+                f"질문이 너무 깁니다 ({len(query)}자, 최대 {self.max_query_chars}자).",
+                f"Query too long ({len(query)} chars; max {self.max_query_chars}).",
+                hint="질문을 줄이거나 핵심만 남겨 주세요.",
+            )
+        q = normalize_query(query)
+        if not q:
+            raise InvalidInput("질문이 비어 있습니다.", "The query is empty.", hint="검색할 내용을 입력하세요.")
+        return q
+
+    def retrieve(
+        self, query: str, collection: str, *, top_k: int | None = None,
+        filters: Mapping[str, Any] | Filter | None = None, overrides: Mapping[str, Any] | None = None,
+    ) -> RetrievalResult:
+        t0 = time.perf_counter()
+        cfg = self.settings.model_copy(update=dict(overrides)) if overrides else self.settings
+        k = top_k or cfg.top_k
+        if not 1 <= k <= 200:
+            raise InvalidInput(f"top_k는 1~200 사이여야 합니다 (받은 값: {k}).", f"top_k must be 1..200 (got {k}).")
+        q = self.validate_query(query)
+        flt = parse_filter(filters)
+        timings: dict[str, float] = {}
+
+        variants = expand_query(q) if cfg.multi_query else [q]
+        t = time.perf_counter()
+        token_lists = [self.tokenizer.tokens(v) for v in variants]
+        timings["tokenize"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        qvecs = self.embedder.embed_queries(variants)
+        timings["embed"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        lexical = [self.store.search_lexical(collection, toks, cfg.lexical_top_n, flt) for toks in token_lists]
+        timings["lexical"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        dense = [self.store.search_dense(collection, v, cfg.dense_top_n, flt) for v in qvecs]
+        timings["dense"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        signals = {
+            "lexical": _merge_variants(lexical, coverage=True),
+            "dense": _merge_variants(dense, coverage=False),
+        }
+        fused = fuse(signals, method=cfg.fusion, lexical_weight=cfg.lexical_weight, rrf_k=cfg.rrf_k)
+        pool = max(k * 4, 20)
+        keys = fused.keys[:pool]
+        scores = fused.scores[:pool]
+        timings["fuse"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        chunks = self.store.fetch(collection, keys.tolist())
+        vectors = self.store.vectors(collection, keys.tolist()) if len(keys) else None
+        hits = [
+            Hit(chunk=c, score=float(s), collection=collection,
+                scores={"fused": float(s), **{n: fused.per_signal[n][int(key)]
+                                              for n in fused.per_signal if int(key) in fused.per_signal[n]}})
+            for c, key, s in zip(chunks, keys.tolist(), scores.tolist(), strict=True)
+        ]
+        timings["fetch"] = (time.perf_counter() - t) * 1000
+        if self.reranker is not None and cfg.rerank != "none" and hits:
+            t = time.perf_counter()
+            hits, vectors = self.reranker.rerank(q, qvecs[0], hits, vectors)
+            timings["rerank"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        hits = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
+        timings["dedup"] = (time.perf_counter() - t) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return RetrievalResult(q, collection, hits, timings, fused.weights, variants)
+
+
+def _merge_variants(results: Sequence[tuple[np.ndarray, np.ndarray]], *, coverage: bool) -> SignalResult:
+    """Combine one signal's results over query variants: max score per key."""
+    if len(results) == 1:
+        keys, scores = results[0]
+    else:
+        best: dict[int, float] = {}
+        for ks, ss in results:
+            for key, s in zip(ks.tolist(), ss.tolist(), strict=True):
+                if s > best.get(key, float("-inf")):
+                    best[key] = s
+        order = sorted(best, key=lambda x: -best[x])
+        keys = np.asarray(order, dtype=np.int64)
+        scores = np.asarray([best[x] for x in order], dtype=np.float32)
+    cov = float(scores[0]) if coverage and scores.size else (0.0 if coverage else None)
+    return SignalResult(keys, scores, cov)
