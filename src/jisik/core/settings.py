@@ -16,6 +16,7 @@ class RetrievalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JISIK_RETRIEVAL_", extra="ignore")
 
     top_k: int = Field(10, ge=1, le=200)
+    mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
     lexical_top_n: int = Field(50, ge=1, le=2000)
     dense_top_n: int = Field(50, ge=1, le=2000)
     fusion: Literal["rrf", "weighted", "adaptive"] = "adaptive"

@@ -85,19 +85,21 @@ class HybridRetriever:
         qvecs = self.embedder.embed_queries(variants)
         timings["embed"] = (time.perf_counter() - t) * 1000
 
-        t = time.perf_counter()
-        lexical = [self.store.search_lexical(collection, toks, cfg.lexical_top_n, flt) for toks in token_lists]
-        timings["lexical"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        dense = [self.store.search_dense(collection, v, cfg.dense_top_n, flt) for v in qvecs]
-        timings["dense"] = (time.perf_counter() - t) * 1000
+        signals: dict[str, SignalResult] = {}
+        if cfg.mode in ("hybrid", "lexical"):
+            t = time.perf_counter()
+            lexical = [self.store.search_lexical(collection, toks, cfg.lexical_top_n, flt) for toks in token_lists]
+            timings["lexical"] = (time.perf_counter() - t) * 1000
+            signals["lexical"] = _merge_variants(lexical, coverage=True)
+        if cfg.mode in ("hybrid", "dense"):
+            t = time.perf_counter()
+            dense = [self.store.search_dense(collection, v, cfg.dense_top_n, flt) for v in qvecs]
+            timings["dense"] = (time.perf_counter() - t) * 1000
+            signals["dense"] = _merge_variants(dense, coverage=False)
 
         t = time.perf_counter()
-        signals = {
-            "lexical": _merge_variants(lexical, coverage=True),
-            "dense": _merge_variants(dense, coverage=False),
-        }
-        fused = fuse(signals, method=cfg.fusion, lexical_weight=cfg.lexical_weight, rrf_k=cfg.rrf_k)
+        method = cfg.fusion if len(signals) > 1 else "rrf"
+        fused = fuse(signals, method=method, lexical_weight=cfg.lexical_weight, rrf_k=cfg.rrf_k)
         pool = max(k * 4, 20)
         keys = fused.keys[:pool]
         scores = fused.scores[:pool]

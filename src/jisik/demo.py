@@ -1,0 +1,40 @@
+"""The demo knowledge base: bundled public-domain Supreme Court judgments and jisik's own guide,
+indexed into the ``demo`` collection (incrementally: a second run costs almost nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jisik.pipeline.indexing import IndexReport
+from jisik.pipeline.loaders import load_text_files
+from jisik.text.chunking import make_chunker
+
+DEMO_COLLECTION = "demo"
+ProgressFactory = Callable[[str, int | None], AbstractContextManager[Callable[[int, int], None]]]
+
+
+def demo_root() -> Path:
+    return Path(str(resources.files("jisik") / "data" / "demo"))
+
+
+def demo_documents() -> list[Any]:
+    root = demo_root()
+    docs = load_text_files(root / "precedents", ("*.md",)) + load_text_files(root / "guide", ("*.md",))
+    for doc in docs:
+        # judgments carry their law.go.kr address in the front matter: cite the original
+        if src := doc.metadata.get("출처"):
+            doc.source_uri = str(src)
+    return docs
+
+
+def build_demo(rt: Any, progress: ProgressFactory | None = None) -> list[IndexReport]:
+    docs = demo_documents()
+    indexer = rt.indexer(make_chunker("sentence"))
+    if progress is None:
+        return [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo")]
+    with progress("데모 지식베이스 색인", len(docs)) as update:
+        return [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo", progress=update)]

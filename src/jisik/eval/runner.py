@@ -1,0 +1,69 @@
+"""`jisik eval`: index an AutoRAG corpus into a scratch collection (cached by content hash)
+and measure retrieval on its QA set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from jisik.core.hashing import content_hash
+from jisik.eval.autorag import evaluate, load_corpus, load_qa
+from jisik.retrieval.hybrid import HybridRetriever
+from jisik.stores.embedded import EmbeddedIndexStore
+from jisik.text.chunking import make_chunker
+
+ProgressFactory = Callable[[str, int | None], AbstractContextManager[Callable[[int, int], None]]]
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def scratch_collection(rt: Any, corpus: Path, chunker: str) -> tuple[EmbeddedIndexStore, str]:
+    """Index ``corpus`` into ``<home>/eval-index`` under a name derived from its content,
+    the embedder and the chunker, so a second run reuses it."""
+    name = "eval-" + content_hash(file_digest(corpus), rt.embedder.model_id, chunker, length=16)
+    store = EmbeddedIndexStore(rt.settings.home / "eval-index")
+    return store, name
+
+
+def run_eval(
+    rt: Any, qa_path: Path, corpus_path: Path, *, fusion: str | None = None, mode: str = "hybrid",
+    rerank: str | None = None, limit: int | None = None, chunker: str = "page",
+    progress: ProgressFactory | None = None, top_k: int = 10,
+) -> dict[str, Any]:
+    items = load_qa(qa_path)[:limit] if limit else load_qa(qa_path)
+    store, name = scratch_collection(rt, corpus_path, chunker)
+    existing = {c.name: c for c in store.list_collections()}
+    if name not in existing or existing[name].version == 0:
+        docs = load_corpus(corpus_path)
+        from jisik.pipeline.indexing import Indexer
+
+        indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(chunker))
+        if progress is not None:
+            with progress(f"평가용 색인 {corpus_path.name}", len(docs)) as update:
+                indexer.index(name, docs, note="eval scratch", progress=update)
+        else:
+            indexer.index(name, docs, note="eval scratch")
+    retriever = HybridRetriever(store, rt.embedder, rt.tokenizer, rt.settings.retrieval,
+                                reranker=rt.retriever.reranker, max_query_chars=rt.settings.max_query_chars)
+    overrides: dict[str, Any] = {"mode": mode, "max_per_doc": 1}
+    if fusion:
+        overrides["fusion"] = fusion
+    if rerank:
+        overrides["rerank"] = rerank
+
+    def search(query: str) -> list[str]:
+        result = retriever.retrieve(query, name, top_k=top_k, overrides=overrides)
+        return [h.chunk.doc_id for h in result.hits]
+
+    metrics = evaluate(items, search)
+    metrics["collection"] = name
+    metrics["mode"] = mode
+    metrics["fusion"] = fusion or rt.settings.retrieval.fusion
+    return metrics

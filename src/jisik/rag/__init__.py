@@ -1,0 +1,1 @@
+"""Use cases: answer and chat on top of retrieval and generation."""
