@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -330,7 +331,7 @@ def demo(
     if question:
         for q in question:
             console.print(f"\n[bold green]질문>[/] {q}")
-            _print_answer(_guard(lambda q=q: answer_once(rt, q, "demo")))
+            _print_answer(_guard(partial(answer_once, rt, q, "demo")))
         return
     ask(None, "demo", 5, False)
 

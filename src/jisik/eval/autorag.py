@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,13 +59,21 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
+_PAGE_SUFFIX = re.compile(r"^(?P<file>.+?)\s+-\s+(?P<page>\d+)$")
+
+
 def load_corpus(path: Path) -> list[Document]:
+    """One document per corpus row. AutoRAG page corpora name rows "<domain> - <file> - <page>";
+    that page number becomes the locator (otherwise the row number does)."""
     docs = []
-    for row in _read_rows(path):
+    for i, row in enumerate(_read_rows(path)):
         _require(row, ("doc_id", "contents"), path)
         meta = {k: v for k, v in (row.get("metadata") or {}).items() if isinstance(v, str | int | float | bool)}
-        docs.append(Document(doc_id=str(row["doc_id"]), text=str(row["contents"] or ""), metadata=meta,
-                             source_uri=f"{path.name}#{row['doc_id']}"))
+        doc_id = str(row["doc_id"])
+        m = _PAGE_SUFFIX.match(doc_id)
+        locator: dict[str, Any] = {"page": int(m["page"]), "file": m["file"]} if m else {"page": i + 1, "row": i}
+        docs.append(Document(doc_id=doc_id, text=str(row["contents"] or ""), metadata=meta, locator=locator,
+                             source_uri=f"{path.name}#{doc_id}"))
     return docs
 
 

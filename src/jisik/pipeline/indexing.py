@@ -40,7 +40,7 @@ class IndexReport:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 def fingerprint(doc: Document, chunker_id: str) -> str:
@@ -122,7 +122,9 @@ class Indexer:
         if not todo:
             return
         t = time.perf_counter()
-        per_doc: list[list[Chunk]] = [self.chunker.chunk(doc) for doc, _ in todo]
+        docs = [doc for doc, _ in todo]
+        many = getattr(self.chunker, "chunk_many", None)  # batch sentence splitting when available
+        per_doc: list[list[Chunk]] = many(docs) if callable(many) else [self.chunker.chunk(d) for d in docs]
         flat = [c for chunks in per_doc for c in chunks]
         timings["chunk"] += time.perf_counter() - t
         t = time.perf_counter()

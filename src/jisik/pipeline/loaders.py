@@ -69,7 +69,7 @@ def load_faq_pickle(path: Path) -> list[Document]:
 
 def load_jsonl_documents(path: Path) -> list[Document]:
     """JSONL with ``doc_id``/``id``, ``text``/``contents``, optional ``title``, ``metadata``."""
-    docs = []
+    docs: list[Document] = []
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():

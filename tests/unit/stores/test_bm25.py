@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from jisik.stores.embedded.lexical import B, K1, Bm25Index
+from jisik.stores.embedded.lexical import K1, B, Bm25Index
 
 
 def reference_bm25(corpus: list[list[str]], query: list[str]) -> np.ndarray:
