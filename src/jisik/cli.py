@@ -236,13 +236,14 @@ def eval_cmd(
     mode: Annotated[str, typer.Option(help="hybrid | lexical | dense")] = "hybrid",
     rerank: Annotated[str | None, typer.Option(help="none | embedder")] = None,
     limit: Annotated[int | None, typer.Option(help="처음 N개 질문만")] = None,
+    chunker: Annotated[str, typer.Option(help="page | sentence | whole")] = "page",
 ) -> None:
     """AutoRAG 형식 데이터로 검색 품질(recall@1/5/10, MRR, nDCG@10)을 잽니다."""
     from jisik.eval.runner import run_eval
 
     rt = _runtime()
     metrics = _guard(lambda: run_eval(rt, qa, corpus, fusion=fusion, mode=mode, rerank=rerank, limit=limit,
-                                      progress=_progress))
+                                      chunker=chunker, progress=_progress))
     if as_json:
         print(json.dumps(metrics, ensure_ascii=False))
         return

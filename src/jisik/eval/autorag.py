@@ -71,7 +71,7 @@ def load_corpus(path: Path) -> list[Document]:
         meta = {k: v for k, v in (row.get("metadata") or {}).items() if isinstance(v, str | int | float | bool)}
         doc_id = str(row["doc_id"])
         m = _PAGE_SUFFIX.match(doc_id)
-        locator: dict[str, Any] = {"page": int(m["page"]), "file": m["file"]} if m else {"page": i + 1, "row": i}
+        locator: dict[str, Any] = {"page": int(m["page"]), "file": m["file"]} if m else {"row": i}
         docs.append(Document(doc_id=doc_id, text=str(row["contents"] or ""), metadata=meta, locator=locator,
                              source_uri=f"{path.name}#{doc_id}"))
     return docs
