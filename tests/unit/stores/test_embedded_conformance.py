@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_conformance import StoreConformance
 
 from jisik.stores.embedded import EmbeddedIndexStore
+from store_conformance import StoreConformance
 
 
 class TestEmbeddedStore(StoreConformance):
