@@ -70,7 +70,7 @@ class HybridRetriever:
     ) -> RetrievalResult:
         t0 = time.perf_counter()
         cfg = self.settings.model_copy(update=dict(overrides)) if overrides else self.settings
-        k = top_k or cfg.top_k
+        k = cfg.top_k if top_k is None else top_k
         if not 1 <= k <= 200:
             raise InvalidInput(f"top_k는 1~200 사이여야 합니다 (받은 값: {k}).", f"top_k must be 1..200 (got {k}).")
         q = self.validate_query(query)
