@@ -17,11 +17,13 @@ class RetrievalSettings(BaseSettings):
 
     top_k: int = Field(10, ge=1, le=200)
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
-    lexical_top_n: int = Field(50, ge=1, le=2000)
-    dense_top_n: int = Field(50, ge=1, le=2000)
+    lexical_top_n: int = Field(100, ge=1, le=2000)
+    dense_top_n: int = Field(100, ge=1, le=2000)
     fusion: Literal["rrf", "weighted", "adaptive"] = "adaptive"
     rrf_k: int = Field(60, ge=1)
     lexical_weight: float = Field(0.5, ge=0.0, le=1.0)
+    adaptive_floor: float = Field(0.2, ge=0.0, le=1.0, description="adaptive fusion: least lexical weight")
+    adaptive_ceiling: float = Field(0.95, ge=0.0, le=1.0, description="adaptive fusion: most lexical weight")
     rerank: Literal["none", "embedder"] = "none"
     dedup_threshold: float = Field(0.97, ge=0.0, le=1.0)
     max_per_doc: int = Field(1, ge=0, le=100, description="0 = no limit")

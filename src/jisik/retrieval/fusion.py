@@ -57,8 +57,10 @@ def _normalise(sig: SignalResult, name: str) -> dict[int, float]:
         return {}
     s = sig.scores.astype(np.float64)
     if name == "lexical":
-        # scores are already relative to the query's ideal match; cap at 1
-        norm = np.minimum(s, 1.0)
+        # scores are already relative to the query's ideal match (~1.0 = every word once);
+        # a better-than-ideal top match (repeated terms, short chunk) rescales instead of
+        # being capped, so the order among the strongest lexical candidates survives
+        norm = s / max(float(s.max()), 1.0)
     else:
         lo, hi = float(s.min()), float(s.max())
         norm = (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
@@ -75,19 +77,22 @@ def weighted(signals: Mapping[str, SignalResult], weights: Mapping[str, float]) 
 
 
 def adaptive_weights(
-    signals: Mapping[str, SignalResult], lexical_weight: float, *, floor: float = 0.15, ceiling: float = 0.85
+    signals: Mapping[str, SignalResult], lexical_weight: float, *, gain: float | None = None,
+    floor: float = 0.2, ceiling: float = 0.9,
 ) -> dict[str, float]:
+    """Lexical weight proportional to the best lexical match's coverage of the query:
+    ``clip(gain * coverage, floor, ceiling)``, with ``gain = 2 * lexical_weight`` by default
+    (so a half-covered query gets the configured weight)."""
     lex = signals.get("lexical")
     cov = lex.coverage if lex is not None and lex.coverage is not None else 0.5
-    cov = min(max(cov, 0.0), 1.0)
-    # centre the base weight on the coverage: 0.5 coverage keeps the configured weight
-    w = lexical_weight * (2.0 * cov) if cov <= 0.5 else lexical_weight + (1 - lexical_weight) * (2 * cov - 1)
-    w = min(max(w, floor), ceiling)
+    g = 2.0 * lexical_weight if gain is None else gain
+    w = min(max(g * max(cov, 0.0), floor), ceiling)
     return {"lexical": w, "dense": 1.0 - w}
 
 
 def fuse(
-    signals: Mapping[str, SignalResult], *, method: str, lexical_weight: float = 0.5, rrf_k: int = 60
+    signals: Mapping[str, SignalResult], *, method: str, lexical_weight: float = 0.5, rrf_k: int = 60,
+    floor: float = 0.2, ceiling: float = 0.9,
 ) -> Fused:
     if method == "rrf":
         weights = {name: 1.0 for name in signals}
@@ -96,7 +101,7 @@ def fuse(
         weights = {"lexical": lexical_weight, "dense": 1.0 - lexical_weight}
         combined = weighted(signals, weights)
     elif method == "adaptive":
-        weights = adaptive_weights(signals, lexical_weight)
+        weights = adaptive_weights(signals, lexical_weight, floor=floor, ceiling=ceiling)
         combined = weighted(signals, weights)
     else:
         raise ValueError(f"unknown fusion method {method!r}")

@@ -99,7 +99,8 @@ class HybridRetriever:
 
         t = time.perf_counter()
         method = cfg.fusion if len(signals) > 1 else "rrf"
-        fused = fuse(signals, method=method, lexical_weight=cfg.lexical_weight, rrf_k=cfg.rrf_k)
+        fused = fuse(signals, method=method, lexical_weight=cfg.lexical_weight, rrf_k=cfg.rrf_k,
+                     floor=cfg.adaptive_floor, ceiling=cfg.adaptive_ceiling)
         pool = max(k * 4, 20)
         keys = fused.keys[:pool]
         scores = fused.scores[:pool]
