@@ -73,7 +73,10 @@ class EmbeddedBatch:
             raise InvalidInput("이미 끝난 배치입니다.", "This batch is already committed or aborted.")
 
     def _remove_doc(self, doc_id: str) -> bool:
-        self._conn.execute("DELETE FROM chunks WHERE doc_id=? AND added_version=?", (doc_id, self.version))
+        if doc_id in self._touched:
+            # rows this batch added for the same document; "+added_version" keeps SQLite on the
+            # doc_id index (the added_version index would scan every row of the batch)
+            self._conn.execute("DELETE FROM chunks WHERE doc_id=? AND +added_version=?", (doc_id, self.version))
         cur = self._conn.execute(
             "UPDATE chunks SET removed_version=? WHERE doc_id=? AND removed_version IS NULL",
             (self.version, doc_id),

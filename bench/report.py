@@ -1,0 +1,73 @@
+"""Render docs/benchmarks.md from bench/results/*.json (written by real benchmark runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from common import RESULTS, ROOT
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else None
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return f"{m['date']}, {m['cpu']} ({m['cores']} cores), Python {m['python']}"
+
+
+def quality_section(res: dict[str, Any]) -> list[str]:
+    out = ["## Retrieval quality", "", f"Run: {machine_line(res['machine'])}. Embedder `{res['embedder']}`; "
+           "every system gets the same chunks and the same (cached) embeddings. Latency is per query, "
+           "end to end; *overhead* excludes the query-embedding call (queries were cached, so both are "
+           "retrieval cost). Produced by `bench/retrieval_quality.py`.", ""]
+    for name, ds in res["datasets"].items():
+        out += [f"### {name}: {ds['description']} ({ds['queries']} queries, {ds['chunks']} chunks)", "",
+                "| system | R@1 | R@5 | R@10 | MRR | nDCG@10 | p50 ms | p95 ms | overhead p50 / p95 ms |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for label, r in ds["systems"].items():
+            out.append(f"| {label} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | "
+                       f"{r['mrr']:.3f} | {r['ndcg@10']:.3f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                       f"{r['overhead_p50_ms']:.2f} / {r['overhead_p95_ms']:.2f} |")
+        out.append("")
+    return out
+
+
+def latency_section(res: dict[str, Any]) -> list[str]:
+    out = ["## Search latency at 100k chunks", "", f"Run: {machine_line(res['machine'])}. "
+           f"{res['rows']:,} chunks (real Kiwi tokens of {res['distinct_texts']:,} distinct FAQ/allganize chunks, "
+           f"synthetic clustered 384-dim vectors, HNSW active), built in {res['build_s']} s, "
+           f"{res['disk_mb']} MB on disk; {res['queries']} real queries, each embedded by e5-small "
+           "(uncached). Produced by `bench/search_latency.py`.", "",
+           "| queries | p50 ms | p95 ms | query embedding p50 / p95 ms | outside embedding p50 / p95 ms |",
+           "|---|---|---|---|---|"]
+    for label, r in res["results"].items():
+        out.append(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['embed_p50_ms']:.1f} / "
+                   f"{r['embed_p95_ms']:.1f} | {r['overhead_p50_ms']:.2f} / {r['overhead_p95_ms']:.2f} |")
+    return [*out, ""]
+
+
+def main() -> int:
+    lines = ["# Benchmarks", "",
+             "Every number below comes from a real run of the scripts in `bench/` (`bash scripts/bench.sh` runs "
+             "them all); the machine and date are given per section. Targets live here, never in tests.", ""]
+    notes = ROOT / "bench" / "NOTES.md"
+    if (q := load("retrieval_quality")) is not None:
+        lines += quality_section(q)
+    if (lat := load("search_latency")) is not None:
+        lines += latency_section(lat)
+    speed = RESULTS / "embed_speed.txt"
+    if speed.exists():
+        lines += ["## Embedding throughput", "", "Produced by `bench/embed_speed.py`.", "",
+                  speed.read_text("utf-8"), ""]
+    if notes.exists():
+        lines += [notes.read_text("utf-8")]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n", "utf-8")
+    print(ROOT / "docs" / "benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

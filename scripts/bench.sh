@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the benchmarks in their own virtual environment (.venv-bench), so the comparison
+# libraries (LlamaIndex, rank_bm25) never constrain jisik's own pins. Results: bench/results/*.json,
+# rendered into docs/benchmarks.md by bench/report.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-bench
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[bench]" 2>&1 | grep -v "^WARNING: Location" || true
+export JISIK_HOME="${JISIK_HOME:-$PWD/bench/.cache/home}"
+"$VENV/bin/python" bench/embed_speed.py --pages 20 --configs e5-default,use > bench/results/embed_speed.txt
+"$VENV/bin/python" bench/retrieval_quality.py
+"$VENV/bin/python" bench/search_latency.py
+"$VENV/bin/python" bench/report.py
