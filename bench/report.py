@@ -61,7 +61,7 @@ def main() -> int:
     speed = RESULTS / "embed_speed.txt"
     if speed.exists():
         lines += ["## Embedding throughput", "", "Produced by `bench/embed_speed.py`.", "",
-                  speed.read_text("utf-8"), ""]
+                  "\n".join(ln for ln in speed.read_text("utf-8").splitlines() if not ln.startswith("# ")), ""]
     if notes.exists():
         lines += [notes.read_text("utf-8")]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n", "utf-8")
