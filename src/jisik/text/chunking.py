@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from jisik.core.errors import InvalidInput
 from jisik.core.hashing import content_hash
 from jisik.core.types import Chunk, Document, JsonDict
-from jisik.text.sentences import split_sentences_batch
+from jisik.text.sentences import split_sentences_batch, strip_span
 
 __all__ = [
     "CHUNKER_KINDS",
@@ -51,14 +51,6 @@ _WS_RUN = re.compile(r"\s+")
 @runtime_checkable
 class Chunker(Protocol):
     def chunk(self, doc: Document) -> list[Chunk]: ...
-
-
-def _strip(text: str, start: int, end: int) -> Span | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if start < end else None
 
 
 def build_chunks(doc: Document, spans: Sequence[Span], locators: Sequence[JsonDict] | None = None) -> list[Chunk]:
@@ -104,13 +96,13 @@ def split_long_span(text: str, span: Span, max_chars: int) -> list[Span]:
             piece_end, next_start = last_ws.start(), last_ws.end()
         else:  # one "word" longer than max_chars: nothing better than a hard cut
             piece_end = next_start = limit
-        piece = _strip(text, start, piece_end)
+        piece = strip_span(text, start, piece_end)
         if piece is not None:
             pieces.append(piece)
         start = next_start
         while start < end and text[start].isspace():
             start += 1
-    rest = _strip(text, start, end)
+    rest = strip_span(text, start, end)
     if rest is not None:
         pieces.append(rest)
     return pieces
@@ -218,7 +210,7 @@ class WholeDocumentChunker:
         return f"{type(self).__name__}(max_chars={self.max_chars}, fallback={self.fallback!r})"
 
     def chunk(self, doc: Document) -> list[Chunk]:
-        span = _strip(doc.text, 0, len(doc.text))
+        span = strip_span(doc.text, 0, len(doc.text))
         if span is None:
             return []
         if span[1] - span[0] <= self.max_chars:

@@ -69,10 +69,11 @@ def _units(text: str) -> list[Span]:
                 unit_start = line_start
             prev_line_start = line_start
         units.append((unit_start, p_end))
-    return [s for s in (_strip(text, a, b) for a, b in units) if s is not None]
+    return [s for s in (strip_span(text, a, b) for a, b in units) if s is not None]
 
 
-def _strip(text: str, start: int, end: int) -> Span | None:
+def strip_span(text: str, start: int, end: int) -> Span | None:
+    """(start, end) narrowed to exclude surrounding whitespace; None when nothing is left."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -114,7 +115,7 @@ def _spans_from_cuts(text: str, start: int, end: int, cuts: Sequence[int]) -> li
     bounds = [start, *cuts, end]
     spans: list[Span] = []
     for a, b in itertools.pairwise(bounds):
-        s = _strip(text, a, b)
+        s = strip_span(text, a, b)
         if s is not None:
             spans.append(s)
     return spans
