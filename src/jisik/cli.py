@@ -184,7 +184,8 @@ def _parse_json(text: str) -> Any:
 def answer_once(rt: Any, question: str, collection: str, top_k: int = 5) -> dict[str, Any]:
     from jisik.rag.extractive import extractive_answer
 
-    result = rt.retriever.retrieve(question, collection, top_k=top_k)
+    # an answer may need several passages of one document (e.g. two sections of a guide)
+    result = rt.retriever.retrieve(question, collection, top_k=top_k, overrides={"max_per_doc": 3})
     ans = extractive_answer(result.query, result.hits, rt.tokenizer)
     return {
         "answer": ans.text, "provider": ans.provider, "grounded": ans.grounded,

@@ -4,6 +4,7 @@ as such. It never invents: with no relevant passage it says so."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,17 +30,25 @@ def extractive_answer(
     q_tokens = set(tokenizer.tokens(question))
     if not hits or not q_tokens:
         return ExtractiveAnswer(NOT_FOUND_KO, [], False)
-    scored: list[tuple[float, int, str]] = []
+    candidates: list[tuple[int, str, set[str]]] = []
     for i, hit in enumerate(hits[:5]):
         text = hit.chunk.text
         for s, e in split_sentences(text):
-            sent = text[s:e].strip()
-            if len(sent) < 8:
+            sent = " ".join(text[s:e].split())  # join hard line wraps inside the sentence
+            if len(sent) < 8 or sent.startswith("#"):  # headings are not answers
                 continue
-            toks = set(tokenizer.tokens(sent))
-            overlap = len(q_tokens & toks) / len(q_tokens)
-            # earlier (better-ranked) passages win ties
-            scored.append((overlap - 0.01 * i, i, sent))
+            candidates.append((i, sent, set(tokenizer.tokens(sent))))
+    if not candidates:
+        return ExtractiveAnswer(NOT_FOUND_KO, [], False)
+    # a query word found in every candidate sentence says little; a rare one decides (idf)
+    n = len(candidates)
+    weight = {t: math.log(1 + n / (1 + sum(t in toks for _, _, toks in candidates))) for t in q_tokens}
+    total = sum(weight.values()) or 1.0
+    scored: list[tuple[float, int, str]] = []
+    for i, sent, toks in candidates:
+        overlap = sum(w for t, w in weight.items() if t in toks) / total
+        # earlier (better-ranked) passages win ties
+        scored.append((overlap - 0.01 * i, i, sent))
     scored.sort(key=lambda x: -x[0])
     best = [x for x in scored if x[0] >= min_overlap][:max_sentences]
     if not best:
