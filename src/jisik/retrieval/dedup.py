@@ -16,7 +16,8 @@ def dedup_hits(
     limit: int,
 ) -> list[Hit]:
     kept: list[Hit] = []
-    kept_vecs: list[npt.NDArray[np.float32]] = []
+    kept_rows: list[int] = []
+    sims = vectors @ vectors.T if vectors is not None and threshold < 1.0 and len(hits) > 1 else None
     per_doc: dict[str, int] = {}
     seen_text: set[str] = set()
     for i, hit in enumerate(hits):
@@ -26,14 +27,11 @@ def dedup_hits(
         text_key = " ".join(hit.chunk.text.split())
         if text_key in seen_text:
             continue
-        if vectors is not None and kept_vecs and threshold < 1.0:
-            sims = np.stack(kept_vecs) @ vectors[i]
-            if float(sims.max()) >= threshold:
-                continue
+        if sims is not None and kept_rows and float(sims[i, kept_rows].max()) >= threshold:
+            continue
         kept.append(hit)
         seen_text.add(text_key)
-        if vectors is not None:
-            kept_vecs.append(vectors[i])
+        kept_rows.append(i)
         per_doc[doc] = per_doc.get(doc, 0) + 1
         if len(kept) >= limit:
             break

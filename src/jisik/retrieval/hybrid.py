@@ -64,6 +64,16 @@ class HybridRetriever:
             raise InvalidInput("질문이 비어 있습니다.", "The query is empty.", hint="검색할 내용을 입력하세요.")
         return q
 
+    def _hits(
+        self, collection: str, keys: np.ndarray, scores: np.ndarray, per_signal: Mapping[str, Mapping[int, float]]
+    ) -> list[Hit]:
+        chunks = self.store.fetch(collection, keys.tolist())
+        return [
+            Hit(chunk=c, score=float(s), collection=collection,
+                scores={"fused": float(s), **{n: sig[key] for n, sig in per_signal.items() if key in sig}})
+            for c, key, s in zip(chunks, keys.tolist(), scores.tolist(), strict=True)
+        ]
+
     def retrieve(
         self, query: str, collection: str, *, top_k: int | None = None,
         filters: Mapping[str, Any] | Filter | None = None, overrides: Mapping[str, Any] | None = None,
@@ -107,21 +117,23 @@ class HybridRetriever:
         timings["fuse"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        chunks = self.store.fetch(collection, keys.tolist())
-        vectors = self.store.vectors(collection, keys.tolist()) if len(keys) else None
-        hits = [
-            Hit(chunk=c, score=float(s), collection=collection,
-                scores={"fused": float(s), **{n: fused.per_signal[n][int(key)]
-                                              for n in fused.per_signal if int(key) in fused.per_signal[n]}})
-            for c, key, s in zip(chunks, keys.tolist(), scores.tolist(), strict=True)
-        ]
+        rerank = self.reranker is not None and cfg.rerank != "none"
+        # fetch only what dedup is likely to need; fetch the rest only if too much was dropped
+        first = len(keys) if rerank else min(len(keys), 2 * k)
+        hits = self._hits(collection, keys[:first], scores[:first], fused.per_signal)
+        vectors = self.store.vectors(collection, keys[:first].tolist()) if first else None
         timings["fetch"] = (time.perf_counter() - t) * 1000
-        if self.reranker is not None and cfg.rerank != "none" and hits:
+        if rerank and hits and self.reranker is not None:
             t = time.perf_counter()
             hits, vectors = self.reranker.rerank(q, qvecs[0], hits, vectors)
             timings["rerank"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
+        kept = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
+        if len(kept) < k and first < len(keys):
+            hits += self._hits(collection, keys[first:], scores[first:], fused.per_signal)
+            vectors = self.store.vectors(collection, keys.tolist())
+            kept = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
+        hits = kept
         timings["dedup"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return RetrievalResult(q, collection, hits, timings, fused.weights, variants)
