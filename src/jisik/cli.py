@@ -301,7 +301,8 @@ def index_rebuild(collection: Annotated[str, typer.Argument()]) -> None:
     rt = _runtime()
     if not hasattr(rt.store, "rebuild_snapshot"):
         raise typer.BadParameter("this store has no snapshots to rebuild")
-    snap = _guard(lambda: rt.store.rebuild_snapshot(collection))
+    with err.status(f"{collection}: 스냅샷 재구축 중 (BM25, 벡터, HNSW)…"):
+        snap = _guard(lambda: rt.store.rebuild_snapshot(collection))
     console.print(f"[green]{collection}[/]: 버전 {snap.version} 스냅샷 재구축 ({snap.size} 청크)")
 
 

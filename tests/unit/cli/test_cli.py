@@ -40,6 +40,7 @@ def test_ingest_search_ask_and_index_commands(faq_jsonl: Path) -> None:
     assert "faq" in invoke("index", "list")
     invoke("ingest", str(faq_jsonl), "-c", "faq")  # unchanged: no new version
     assert "current" in invoke("index", "versions", "faq")
+    assert "스냅샷 재구축" in invoke("index", "rebuild", "faq")
 
 
 def test_errors_are_clear_and_exit_2(faq_jsonl: Path) -> None:
