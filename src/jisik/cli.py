@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -262,8 +263,7 @@ def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     rt = _runtime()
     cols = _guard(lambda: rt.store.list_collections())
     if as_json:
-        print(json.dumps([vars(c) if not hasattr(c, "__slots__") else {s: getattr(c, s) for s in c.__slots__}
-                          for c in cols], ensure_ascii=False))
+        print(json.dumps([dataclasses.asdict(c) for c in cols], ensure_ascii=False))
         return
     table = Table()
     for col in ("컬렉션", "버전", "문서", "청크", "차원", "임베딩 모델"):

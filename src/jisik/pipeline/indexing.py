@@ -5,6 +5,7 @@ every document went through, so an interrupted run leaves the previous version i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,7 +41,7 @@ class IndexReport:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        return dataclasses.asdict(self)
 
 
 def fingerprint(doc: Document, chunker_id: str) -> str:

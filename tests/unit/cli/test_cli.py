@@ -38,6 +38,8 @@ def test_ingest_search_ask_and_index_commands(faq_jsonl: Path) -> None:
     answer = json.loads(invoke("ask", "정산 계좌는 어디서 바꿔요?", "-c", "faq", "--json").strip().splitlines()[-1])
     assert answer["grounded"] and "[1]" in answer["answer"] and answer["provider"] == "extractive"
     assert "faq" in invoke("index", "list")
+    [listed] = json.loads(invoke("index", "list", "--json").strip().splitlines()[-1])
+    assert listed["name"] == "faq" and listed["documents"] == 2 and listed["version"] == 1
     invoke("ingest", str(faq_jsonl), "-c", "faq")  # unchanged: no new version
     assert "current" in invoke("index", "versions", "faq")
     assert "스냅샷 재구축" in invoke("index", "rebuild", "faq")
