@@ -17,6 +17,7 @@ same store until the next commit or rollback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,11 +26,23 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from jisik.core.errors import InvalidInput
 from jisik.core.types import Chunk
 from jisik.retrieval.filters import Filter
 
 FloatArray = npt.NDArray[np.float32]
 KeyArray = npt.NDArray[np.int64]
+COLLECTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+
+
+def check_collection_name(name: str) -> str:
+    """The one collection-name rule of every store (safe as a directory and a table suffix)."""
+    if not isinstance(name, str) or not COLLECTION_NAME_RE.match(name):
+        raise InvalidInput(
+            f"컬렉션 이름이 올바르지 않습니다: {name!r} (영문 소문자, 숫자, _, - 로 64자 이내)",
+            f"Invalid collection name {name!r}: use lowercase letters, digits, _ and -, max 64 chars.",
+        )
+    return name
 
 
 @dataclass(slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
-import re
 import shutil
 import sqlite3
 import threading
@@ -25,21 +24,9 @@ from jisik.core.types import Chunk
 from jisik.retrieval.filters import Filter
 from jisik.stores.embedded import log as sqlog
 from jisik.stores.embedded.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
-from jisik.stores.index_base import CollectionInfo, FloatArray, KeyArray, VersionInfo
+from jisik.stores.index_base import CollectionInfo, FloatArray, KeyArray, VersionInfo, check_collection_name
 
 logger = get_logger(__name__)
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-
-
-def check_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidInput(
-            f"컬렉션 이름이 올바르지 않습니다: {name!r} (영문 소문자, 숫자, _, - 로 64자 이내)",
-            f"Invalid collection name {name!r}: use lowercase letters, digits, _ and -, max 64 chars.",
-        )
-    return name
-
-
 @dataclass
 class _Collection:
     name: str

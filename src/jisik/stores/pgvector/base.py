@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from jisik.core.errors import Conflict, InvalidInput, JisikError, NotFound
+from jisik.stores.index_base import check_collection_name
 from jisik.stores.pgvector.common import (
     _SCHEMA_RE,
     Conn,
     TypeInfo,
-    _check_name,
     _Coll,
     _mask,
     _normalise_dsn,
@@ -166,7 +166,7 @@ class _StoreBase:
         return sql.Identifier(self.schema, name)
 
     def _coll(self, conn: Conn, name: str, *, lock: bool = False) -> _Coll:
-        _check_name(name)
+        check_collection_name(name)
         if not lock:
             with self._cache_lock:
                 hit = self._cache.get(name)

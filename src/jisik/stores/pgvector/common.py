@@ -37,7 +37,6 @@ HNSW_MAX_DIM = 2000  # vector HNSW limit; up to 4000 we index a halfvec expressi
 HALFVEC_MAX_DIM = 4000
 MAX_TOKEN_CHARS = 200  # btree entries must stay well under 2.7 kB
 # same rule as the embedded store, so a collection can move between the two
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _COLUMN_FIELDS = ("doc_id",)  # filter fields that are columns, not metadata keys
 
@@ -67,15 +66,6 @@ def _unavailable(e: BaseException, url: str) -> Unavailable:
         f"Cannot reach the PostgreSQL server at {url}: {str(e).strip() or type(e).__name__}",
         hint="check that the server is running and the URL (host, port, user, database) is right",
     )
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidInput(
-            f"컬렉션 이름이 올바르지 않습니다: {name!r} (영문 소문자, 숫자, _, - 로 64자 이내)",
-            f"Invalid collection name {name!r}: use lowercase letters, digits, _ and -, max 64 chars.",
-        )
-    return name
 
 
 def _clean_tokens(tokens: Sequence[str]) -> list[str]:
@@ -183,7 +173,7 @@ class _Retry(Exception):
 
 __all__ = [
     "HALFVEC_MAX_DIM", "HNSW_MAX_DIM", "LAYOUT_VERSION", "MAX_DIM", "MAX_TOKEN_CHARS", "_COLUMN_FIELDS",
-    "_NAME_RE", "_SCHEMA_RE", "Conn", "Jsonb", "TypeInfo", "Vector", "_Coll", "_Retry", "_check_name",
+    "_SCHEMA_RE", "Conn", "Jsonb", "TypeInfo", "Vector", "_Coll", "_Retry",
     "_clean_tokens", "_finite_vectors", "_has_nul", "_identity", "_iso", "_json_text", "_jsonb", "_mask",
     "_normalise_dsn", "_unavailable", "logger", "pg_errors", "psycopg", "register_vector_info", "sql",
 ]

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 
 from jisik.core.errors import Conflict, InvalidInput, NotFound
-from jisik.stores.index_base import CollectionInfo
+from jisik.stores.index_base import CollectionInfo, check_collection_name
 from jisik.stores.pgvector.common import (
     MAX_DIM,
     Conn,
-    _check_name,
     _Coll,
     sql,
 )
@@ -53,7 +52,7 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
         return result
 
     def get_collection(self, name: str) -> CollectionInfo:
-        _check_name(name)
+        check_collection_name(name)
 
         def go(conn: Conn) -> CollectionInfo:
             row = conn.execute(
@@ -68,7 +67,7 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
         return result
 
     def ensure_collection(self, name: str, *, dim: int, embedder_id: str) -> CollectionInfo:
-        _check_name(name)
+        check_collection_name(name)
         if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= int(dim) <= MAX_DIM:
             raise InvalidInput(
                 f"벡터 차원은 1~{MAX_DIM} 사이의 정수여야 합니다 (받은 값: {dim!r}).",
@@ -111,7 +110,7 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
         return result
 
     def drop_collection(self, name: str) -> None:
-        _check_name(name)
+        check_collection_name(name)
 
         def go(conn: Conn) -> None:
             with conn.transaction():

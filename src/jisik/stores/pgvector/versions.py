@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from jisik.core.errors import CorruptData, InvalidInput, NotFound
-from jisik.stores.index_base import VersionInfo
+from jisik.stores.index_base import VersionInfo, check_collection_name
 from jisik.stores.pgvector.base import _StoreBase
 from jisik.stores.pgvector.batch import PgBatch
 from jisik.stores.pgvector.common import (
     HALFVEC_MAX_DIM,
     HNSW_MAX_DIM,
     Conn,
-    _check_name,
     _Coll,
     _iso,
     sql,
@@ -31,7 +30,7 @@ class _VersionsMixin(_StoreBase):
     """Batches, versions, rollback and the bookkeeping commit relies on."""
 
     def open_batch(self, name: str, *, note: str = "") -> PgBatch:
-        _check_name(name)
+        check_collection_name(name)
         conn = self._connect(autocommit=False)
         try:
             with self._errors():
