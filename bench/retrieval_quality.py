@@ -27,7 +27,6 @@ from jisik.eval.autorag import QAItem, load_corpus, load_qa
 from jisik.eval.metrics import percentile_ms, summarise
 from jisik.eval.runner import scratch_collection
 from jisik.pipeline.indexing import Indexer
-from jisik.retrieval.hybrid import HybridRetriever
 from jisik.runtime import Runtime
 from jisik.text.chunking import make_chunker
 from jisik.text.normalize import normalize
@@ -60,8 +59,7 @@ def jisik_systems(rt: Runtime, ds: Dataset) -> tuple[dict[str, Search], list[Any
     t = time.perf_counter()
     report = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(ds.chunker)).index(name, docs, note="bench")
     print(f"  indexed {ds.name}: {report.chunks_indexed} new chunks in {time.perf_counter() - t:.1f}s", flush=True)
-    retriever = HybridRetriever(store, rt.embedder, rt.tokenizer, rt.settings.retrieval,
-                                reranker=rt.retriever.reranker)
+    retriever = rt.retriever_for(store)
 
     def make(**overrides: Any) -> Search:
         def search(q: str) -> tuple[list[str], float]:

@@ -37,11 +37,19 @@ class Runtime:
         return get_tokenizer()
 
     @cached_property
-    def retriever(self) -> HybridRetriever:
+    def reranker(self) -> EmbedderReranker:
+        return EmbedderReranker(self.embedder)
+
+    def retriever_for(self, store: IndexStore) -> HybridRetriever:
+        """A retriever over ``store`` with the configured embedder, tokenizer and reranker."""
         return HybridRetriever(
-            self.store, self.embedder, self.tokenizer, self.settings.retrieval,
-            reranker=EmbedderReranker(self.embedder), max_query_chars=self.settings.max_query_chars,
+            store, self.embedder, self.tokenizer, self.settings.retrieval,
+            reranker=self.reranker, max_query_chars=self.settings.max_query_chars,
         )
+
+    @cached_property
+    def retriever(self) -> HybridRetriever:
+        return self.retriever_for(self.store)
 
     def indexer(self, chunker: Chunker) -> Indexer:
         return Indexer(self.store, self.embedder, self.tokenizer, chunker)

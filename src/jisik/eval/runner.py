@@ -10,7 +10,6 @@ from typing import Any
 
 from jisik.core.hashing import content_hash
 from jisik.eval.autorag import evaluate, load_corpus, load_qa
-from jisik.retrieval.hybrid import HybridRetriever
 from jisik.stores.embedded import EmbeddedIndexStore
 from jisik.text.chunking import make_chunker
 
@@ -50,8 +49,7 @@ def run_eval(
                 indexer.index(name, docs, note="eval scratch", progress=update)
         else:
             indexer.index(name, docs, note="eval scratch")
-    retriever = HybridRetriever(store, rt.embedder, rt.tokenizer, rt.settings.retrieval,
-                                reranker=rt.retriever.reranker, max_query_chars=rt.settings.max_query_chars)
+    retriever = rt.retriever_for(store)
     overrides: dict[str, Any] = {"mode": mode, "max_per_doc": 1}
     if fusion:
         overrides["fusion"] = fusion
