@@ -3,18 +3,15 @@ indexed into the ``demo`` collection (incrementally: a second run costs almost n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jisik.pipeline.indexing import IndexReport
+from jisik.pipeline.indexing import IndexReport, ProgressFactory, progress_or_none
 from jisik.pipeline.loaders import load_text_files
 from jisik.text.chunking import make_chunker
 
 DEMO_COLLECTION = "demo"
-ProgressFactory = Callable[[str, int | None], AbstractContextManager[Callable[[int, int], None]]]
 
 
 def demo_root() -> Path:
@@ -34,7 +31,5 @@ def demo_documents() -> list[Any]:
 def build_demo(rt: Any, progress: ProgressFactory | None = None) -> list[IndexReport]:
     docs = demo_documents()
     indexer = rt.indexer(make_chunker("sentence"))
-    if progress is None:
-        return [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo")]
-    with progress("데모 지식베이스 색인", len(docs)) as update:
+    with progress_or_none(progress, "데모 지식베이스 색인", len(docs)) as update:
         return [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo", progress=update)]

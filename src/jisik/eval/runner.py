@@ -3,17 +3,14 @@ and measure retrieval on its QA set."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from jisik.core.hashing import content_hash
 from jisik.eval.autorag import evaluate, load_corpus, load_qa
+from jisik.pipeline.indexing import Indexer, ProgressFactory, progress_or_none
 from jisik.stores.embedded import EmbeddedIndexStore
 from jisik.text.chunking import make_chunker
-
-ProgressFactory = Callable[[str, int | None], AbstractContextManager[Callable[[int, int], None]]]
 
 
 def file_digest(path: Path) -> str:
@@ -41,14 +38,9 @@ def run_eval(
     existing = {c.name: c for c in store.list_collections()}
     if name not in existing or existing[name].version == 0:
         docs = load_corpus(corpus_path)
-        from jisik.pipeline.indexing import Indexer
-
         indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(chunker))
-        if progress is not None:
-            with progress(f"평가용 색인 {corpus_path.name}", len(docs)) as update:
-                indexer.index(name, docs, note="eval scratch", progress=update)
-        else:
-            indexer.index(name, docs, note="eval scratch")
+        with progress_or_none(progress, f"평가용 색인 {corpus_path.name}", len(docs)) as update:
+            indexer.index(name, docs, note="eval scratch", progress=update)
     retriever = rt.retriever_for(store)
     overrides: dict[str, Any] = {"mode": mode, "max_per_doc": 1}
     if fusion:

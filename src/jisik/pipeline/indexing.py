@@ -9,6 +9,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -25,6 +26,15 @@ from jisik.text.tokenize import KoreanTokenizer
 
 log = get_logger(__name__)
 Progress = Callable[[int, int], None]  # (documents done, chunks done)
+# (label, total) -> context yielding a Progress callback (the CLI passes a Rich progress bar)
+ProgressFactory = Callable[[str, int | None], AbstractContextManager[Progress]]
+
+
+def progress_or_none(
+    factory: ProgressFactory | None, label: str, total: int
+) -> AbstractContextManager[Progress | None]:
+    """The factory's progress context, or a no-op context yielding None when there is none."""
+    return factory(label, total) if factory is not None else nullcontext(None)
 
 
 @dataclass(slots=True)
