@@ -6,24 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jisik.core.hashing import content_hash
+from jisik.core.hashing import content_hash, sha256_file
 from jisik.eval.autorag import evaluate, load_corpus, load_qa
 from jisik.pipeline.indexing import Indexer, ProgressFactory, progress_or_none
 from jisik.stores.embedded import EmbeddedIndexStore
 from jisik.text.chunking import make_chunker
 
 
-def file_digest(path: Path) -> str:
-    import hashlib
-
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def scratch_collection(rt: Any, corpus: Path, chunker: str) -> tuple[EmbeddedIndexStore, str]:
     """Index ``corpus`` into ``<home>/eval-index`` under a name derived from its content,
     the embedder and the chunker, so a second run reuses it."""
-    name = "eval-" + content_hash(file_digest(corpus), rt.embedder.model_id, chunker, length=16)
+    name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, chunker, length=16)
     store = EmbeddedIndexStore(rt.settings.home / "eval-index")
     return store, name
 

@@ -5,7 +5,6 @@ fails its checksums, the store rebuilds it from SQLite."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jisik.core.errors import CorruptData
+from jisik.core.hashing import sha256_file
 from jisik.core.logging import get_logger
 from jisik.retrieval.filters import Condition, Filter
 from jisik.stores.embedded.lexical import Bm25Index
@@ -27,11 +27,6 @@ from jisik.stores.embedded.ranking import top_n
 
 log = get_logger(__name__)
 FORMAT = 1
-
-
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(slots=True)
@@ -200,7 +195,7 @@ def save_snapshot(snap: Snapshot, root: Path) -> Path:
     files = sorted(p.name for p in tmp.iterdir())
     manifest = {
         "format": FORMAT, "version": snap.version, "dim": snap.dim, "rows": snap.size,
-        "n_rows_lex": snap.bm25.n_rows, "files": {f: _file_digest(tmp / f) for f in files},
+        "n_rows_lex": snap.bm25.n_rows, "files": {f: sha256_file(tmp / f) for f in files},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), "utf-8")
     for f in [*files, "manifest.json"]:
@@ -220,7 +215,7 @@ def load_snapshot(path: Path) -> Snapshot:
         if manifest.get("format") != FORMAT:
             raise CorruptData("색인 스냅샷 형식이 다릅니다.", f"Unsupported snapshot format in {path}")
         for name, digest in manifest["files"].items():
-            if _file_digest(path / name) != digest:
+            if sha256_file(path / name) != digest:
                 raise CorruptData(
                     f"색인 파일이 손상되었습니다: {path / name}",
                     f"Index file failed its checksum: {path / name}",
