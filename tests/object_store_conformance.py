@@ -162,8 +162,12 @@ class ObjectStoreConformance:
             objects.put_bytes("m/x", b"x", metadata={"name": "값"})
         assert not objects.exists("m/x")
 
-    def test_uri_names_the_key(self, objects: ObjectStore) -> None:
+    def test_uri_and_event_address(self, objects: ObjectStore) -> None:
         objects.put_bytes("u/한 글.txt", b"x")
         uri = objects.uri("u/한 글.txt")
         assert uri.startswith(("file:///", "s3://"))
         assert "u/" in uri
+        bucket, full = objects.locate("u/한 글.txt")
+        assert full.endswith("u/한 글.txt")
+        assert objects.relative_key(bucket, full) == "u/한 글.txt"
+        assert objects.relative_key(bucket + "-other", full) is None

@@ -88,8 +88,12 @@ class ObjectStore(Protocol):
         """A stable address for citations: ``file:///...`` or ``s3://bucket/prefix/key``."""
         ...
 
+    def locate(self, key: str) -> tuple[str, str]:
+        """(bucket, full key) as an S3 event notification names the object (local: ``("", key)``)."""
+        ...
+
     def relative_key(self, bucket: str, key: str) -> str | None:
-        """The store key for an event's (bucket, full key), or None if it is not in this store."""
+        """The inverse of :meth:`locate`: the store key, or None if (bucket, key) is not in this store."""
         ...
 
     def close(self) -> None: ...

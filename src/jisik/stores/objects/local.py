@@ -228,6 +228,9 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
 
+    def locate(self, key: str) -> tuple[str, str]:
+        return "", validate_key(key)
+
     def relative_key(self, bucket: str, key: str) -> str | None:
         if bucket not in ("", self.root.as_uri()):
             return None

@@ -287,6 +287,9 @@ class S3ObjectStore:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
 
+    def locate(self, key: str) -> tuple[str, str]:
+        return self.bucket, self._full(key)
+
     def relative_key(self, bucket: str, key: str) -> str | None:
         if bucket != self.bucket or not key.startswith(self.prefix):
             return None
