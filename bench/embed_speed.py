@@ -50,6 +50,12 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
     "e5-t2-budget2048": ("e5", {"num_threads": 2, "max_batch_tokens": 2048}, {}),
     "e5-t1-budget256": ("e5", {"num_threads": 1, "max_batch_tokens": 256}, {}),
     "e5-default": ("e5", {}, {}),  # threads 2, budget 512 tokens / 64 texts, sorted, passive
+    # ONNX Runtime on the same weights (jisik's default embedder "e5-small" = onnx-default)
+    "onnx-default": ("onnx", {}, {}),  # fp32, threads 2, budget 4096 tokens / 32 texts, sorted
+    "onnx-t1": ("onnx", {"num_threads": 1}, {}),
+    "onnx-budget1024": ("onnx", {"max_batch_tokens": 1024}, {}),
+    "onnx-budget16384": ("onnx", {"max_batch_tokens": 16384, "max_batch_texts": 256}, {}),
+    "onnx-int8": ("onnx", {"precision": "int8"}, {}),
     "use": ("use", {"num_threads": 2}, {}),
 }
 DEFAULT_CONFIGS = ["e5-t1-one-per-call", "e5-t2-one-per-call", "e5-t2-one-per-call-active",
@@ -72,6 +78,10 @@ def make_embedder(kind: str, kwargs: dict[str, Any]) -> Any:
     if kind == "e5":
         from jisik.models import E5SmallEmbedder
         return E5SmallEmbedder(**kwargs)
+    if kind == "onnx":
+        from jisik.models import E5OnnxEmbedder
+        cache = Path(os.environ.get("JISIK_HOME", tempfile.gettempdir())) / "models"
+        return E5OnnxEmbedder(**kwargs, cache_dir=cache)
     from jisik.models import UseMultilingualEmbedder
     return UseMultilingualEmbedder(**kwargs)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,10 @@ from jisik.retrieval.rerank import Reranker
 from jisik.stores.index_base import IndexStore
 from jisik.text.normalize import normalize_query
 from jisik.text.tokenize import KoreanTokenizer
+
+# Query embeddings run here, overlapping Kiwi tokenisation and the lexical search. Embedders
+# serialise their own model calls, so a few workers are enough for many concurrent queries.
+_EMBED_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jisik-embed")
 
 
 @dataclass(slots=True)
@@ -74,6 +79,11 @@ class HybridRetriever:
             for c, key, s in zip(chunks, keys.tolist(), scores.tolist(), strict=True)
         ]
 
+    def _embed(self, variants: list[str]) -> tuple[np.ndarray, float]:
+        t = time.perf_counter()
+        vecs = self.embedder.embed_queries(variants)
+        return vecs, (time.perf_counter() - t) * 1000
+
     def retrieve(
         self, query: str, collection: str, *, top_k: int | None = None,
         filters: Mapping[str, Any] | Filter | None = None, overrides: Mapping[str, Any] | None = None,
@@ -88,20 +98,26 @@ class HybridRetriever:
         timings: dict[str, float] = {}
 
         variants = expand_query(q) if cfg.multi_query else [q]
-        t = time.perf_counter()
-        token_lists = [self.tokenizer.tokens(v) for v in variants]
-        timings["tokenize"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        qvecs = self.embedder.embed_queries(variants)
-        timings["embed"] = (time.perf_counter() - t) * 1000
+        rerank = self.reranker is not None and cfg.rerank != "none"
+        # The query embedding (a model call that releases the GIL) runs on a worker thread while
+        # this thread tokenises the query with Kiwi and searches the lexical index.
+        pending = _EMBED_POOL.submit(self._embed, variants) if cfg.mode != "lexical" or rerank else None
 
         signals: dict[str, SignalResult] = {}
         if cfg.mode in ("hybrid", "lexical"):
             t = time.perf_counter()
+            token_lists = [self.tokenizer.tokens(v) for v in variants]
+            timings["tokenize"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
             lexical = [self.store.search_lexical(collection, toks, cfg.lexical_top_n, flt) for toks in token_lists]
             timings["lexical"] = (time.perf_counter() - t) * 1000
             signals["lexical"] = _merge_variants(lexical, coverage=True)
-        if cfg.mode in ("hybrid", "dense"):
+        qvecs: np.ndarray | None = None
+        if pending is not None:
+            t = time.perf_counter()
+            qvecs, timings["embed"] = pending.result()
+            timings["embed_wait"] = (time.perf_counter() - t) * 1000
+        if cfg.mode in ("hybrid", "dense") and qvecs is not None:
             t = time.perf_counter()
             dense = [self.store.search_dense(collection, v, cfg.dense_top_n, flt) for v in qvecs]
             timings["dense"] = (time.perf_counter() - t) * 1000
@@ -117,13 +133,12 @@ class HybridRetriever:
         timings["fuse"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        rerank = self.reranker is not None and cfg.rerank != "none"
         # fetch only what dedup is likely to need; fetch the rest only if too much was dropped
         first = len(keys) if rerank else min(len(keys), 2 * k)
         hits = self._hits(collection, keys[:first], scores[:first], fused.per_signal)
         vectors = self.store.vectors(collection, keys[:first].tolist()) if first else None
         timings["fetch"] = (time.perf_counter() - t) * 1000
-        if rerank and hits and self.reranker is not None:
+        if rerank and hits and self.reranker is not None and qvecs is not None:
             t = time.perf_counter()
             hits, vectors = self.reranker.rerank(q, qvecs[0], hits, vectors)
             timings["rerank"] = (time.perf_counter() - t) * 1000
