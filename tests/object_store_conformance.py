@@ -27,7 +27,7 @@ from jisik.core.hashing import sha256_file
 from jisik.stores.objects import ObjectStore
 
 BAD_KEYS = ["", "/abs/x", "../up", "a/../b", "a/./b", "a//b", "a\\b", "a/", "tab\there", ".jisik-meta/x",
-            "x/.jisik-tmp-1", "C:/win"]
+            "x/.jisik-tmp-1", "C:/win", "a/" + "가" * 67 + "/b"]
 
 
 class FailingReader(io.RawIOBase):

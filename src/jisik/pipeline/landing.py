@@ -44,7 +44,8 @@ class LandResult:
 
 
 def _segment(value: str, what: str) -> str:
-    if not _SEGMENT.match(value) or value == INDEX_DIR:
+    # 150 bytes leaves room for ".{fmt}.meta.json" within the object store's segment limit
+    if not _SEGMENT.match(value) or value == INDEX_DIR or len(value.encode("utf-8")) > 150:
         raise InvalidInput(
             f"{what} 값은 경로에 쓸 수 있는 이름이어야 합니다: {value!r}",
             f"{what} must be a path-safe name (letters, digits, '.', '_', '-'): {value!r}",

@@ -122,7 +122,8 @@ def test_read_manifest_errors(store: LocalObjectStore) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("source", "../etc"), ("source", "_index"), ("name", "a/b"),
-                                              ("run_id", ""), ("fmt", "c sv")])
+                                              ("run_id", ""), ("fmt", "c sv"),
+                                              ("name", "이름" * 30)])
 def test_unsafe_names_are_rejected(store: LocalObjectStore, staged: Path, field: str, value: str) -> None:
     e = extracted(staged)
     run_id = "run-1"

@@ -30,6 +30,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from jisik.core.errors import InvalidInput
 
 MAX_KEY_BYTES = 1024  # the S3 limit
+MAX_SEGMENT_BYTES = 200  # file systems allow 255 per name; the local store adds suffixes to some
 RESERVED_PREFIX = ".jisik"  # path segments starting with this are the local store's own files
 _META_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -119,6 +120,9 @@ def validate_key(key: str) -> str:
                 break
             if part.startswith(RESERVED_PREFIX):
                 problem = f"segment starting with '{RESERVED_PREFIX}' (reserved)"
+                break
+            if len(part.encode("utf-8")) > MAX_SEGMENT_BYTES:
+                problem = f"a path segment longer than {MAX_SEGMENT_BYTES} bytes"
                 break
     if problem:
         raise InvalidInput(
