@@ -122,3 +122,26 @@ def test_local_watcher_sees_each_complete_landing_once(tmp_path: Path) -> None:
     watcher.forget(m1)
     assert [e.key for e in watcher.poll()] == [m1]
     watcher.close()
+
+
+def test_unreachable_brokers_are_unavailable() -> None:
+    import time
+
+    from jisik.core.errors import Unavailable
+    from jisik.pipeline.events import (
+        RabbitMqEventConsumer,
+        RabbitMqEventPublisher,
+        RedisStreamEventConsumer,
+        RedisStreamEventPublisher,
+    )
+
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        RabbitMqEventPublisher("amqp://guest:guest@127.0.0.1:9//", connect_timeout_s=1).publish({"Records": []})
+    with pytest.raises(Unavailable):
+        RabbitMqEventConsumer("amqp://guest:guest@127.0.0.1:9//", connect_timeout_s=1).consume(print, max_messages=1)
+    with pytest.raises(Unavailable):
+        RedisStreamEventPublisher("redis://127.0.0.1:9/0").publish({"Records": []})
+    with pytest.raises(Unavailable):
+        RedisStreamEventConsumer("redis://127.0.0.1:9/0").consume(print, max_messages=1)
+    assert time.monotonic() - started < 15

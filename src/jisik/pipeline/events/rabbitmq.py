@@ -54,7 +54,8 @@ class _RabbitMq:
                           transport_options={"confirm_publish": True})
         try:
             try:
-                conn.ensure_connection(max_retries=1, timeout=self.connect_timeout_s)
+                conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2,
+                                     timeout=self.connect_timeout_s)
             except Exception as e:
                 raise Unavailable("RabbitMQ에 연결할 수 없습니다.",
                                   f"RabbitMQ unreachable at {self.url.rsplit('@', 1)[-1]}: {e}") from e
