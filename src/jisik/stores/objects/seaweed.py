@@ -105,11 +105,11 @@ class SeaweedServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-                # a killed weed leaves its gRPC unix sockets behind: remove ours (named by our ports)
-                for port in range(self.s3_port, self.s3_port + _N_PORTS):
-                    for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port + GRPC_OFFSET}.sock"):
-                        with contextlib.suppress(OSError):
-                            sock.unlink()
+        # weed leaves some gRPC unix sockets in /tmp even after a clean stop: remove ours (named by our ports)
+        for port in range(self.s3_port, self.s3_port + _N_PORTS):
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port + GRPC_OFFSET}.sock"):
+                with contextlib.suppress(OSError):
+                    sock.unlink()
 
     def __enter__(self) -> SeaweedServer:
         return self
