@@ -81,8 +81,14 @@ class Indexer:
 
     def index(
         self, collection: str, documents: Iterable[Document], *, sync: bool = False, note: str = "",
-        progress: Progress | None = None,
+        progress: Progress | None = None, sync_prefixes: Sequence[str] | None = None,
     ) -> IndexReport:
+        """Index ``documents`` into ``collection`` as one new version.
+
+        With ``sync``, existing documents missing from ``documents`` are deleted — all of them,
+        or with ``sync_prefixes`` only those whose id starts with one of the prefixes (one
+        source's documents in a collection fed by several sources).
+        """
         t0 = time.perf_counter()
         report = IndexReport(collection)
         self.store.ensure_collection(collection, dim=self.embedder.dim, embedder_id=self.embedder.model_id)
@@ -113,7 +119,10 @@ class Indexer:
                 if progress is not None:
                     progress(report.documents_seen, report.chunks_indexed)
             if sync:
-                for doc_id in existing.keys() - seen:
+                prefixes = tuple(sync_prefixes) if sync_prefixes is not None else ("",)
+                for doc_id in sorted(existing.keys() - seen):
+                    if not doc_id.startswith(prefixes):
+                        continue
                     batch.delete_document(doc_id)
                     report.deleted += 1
             t = time.perf_counter()

@@ -19,10 +19,12 @@ the knowledge store are idempotent per manifest.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,6 +36,7 @@ from jisik.stores.objects.base import ObjectStore
 
 log = get_logger(__name__)
 INDEX_DIR = "_index"
+RUNS_DIR = "_runs"  # raw/{source}/_runs/{run_id}.json: every object of a run, landed or reused
 _SEGMENT = re.compile(r"^[A-Za-z0-9가-힣][A-Za-z0-9가-힣._-]{0,127}$")
 
 
@@ -45,7 +48,7 @@ class LandResult:
 
 def _segment(value: str, what: str) -> str:
     # 150 bytes leaves room for ".{fmt}.meta.json" within the object store's segment limit
-    if not _SEGMENT.match(value) or value == INDEX_DIR or len(value.encode("utf-8")) > 150:
+    if not _SEGMENT.match(value) or value in (INDEX_DIR, RUNS_DIR) or len(value.encode("utf-8")) > 150:
         raise InvalidInput(
             f"{what} 값은 경로에 쓸 수 있는 이름이어야 합니다: {value!r}",
             f"{what} must be a path-safe name (letters, digits, '.', '_', '-'): {value!r}",
@@ -162,7 +165,8 @@ def sweep_incomplete(store: ObjectStore, prefix: str = "raw/", older_than: timed
     removed = []
     for info in infos:
         k = info.key
-        if is_manifest_key(k) or f"/{INDEX_DIR}/" in k or k + MANIFEST_SUFFIX in keys or info.modified > cutoff:
+        if (is_manifest_key(k) or f"/{INDEX_DIR}/" in k or f"/{RUNS_DIR}/" in k or k + MANIFEST_SUFFIX in keys
+                or info.modified > cutoff):
             continue
         if store.exists(k + MANIFEST_SUFFIX):  # landed after we listed
             continue
@@ -171,3 +175,34 @@ def sweep_incomplete(store: ObjectStore, prefix: str = "raw/", older_than: timed
     if removed:
         log.info("swept incomplete landings", extra={"count": len(removed)})
     return removed
+
+
+def run_record_key(source: str, run_id: str) -> str:
+    return f"raw/{source}/{RUNS_DIR}/{run_id}.json"
+
+
+def write_run_record(store: ObjectStore, source: str, run_id: str, manifests: list[Manifest], *,
+                     incremental: bool) -> str:
+    """Record the complete set of objects one run of ``source`` produced (reused duplicates too).
+
+    A full extract's record is what the knowledge-store batch keeps (documents of that source
+    outside it are deleted); an incremental source's record is informational.
+    """
+    record = {"source": source, "run_id": run_id, "incremental": incremental,
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "manifests": [m.manifest_key for m in manifests]}
+    key = run_record_key(source, run_id)
+    store.put_bytes(key, json.dumps(record, ensure_ascii=False).encode("utf-8"), content_type="application/json")
+    return key
+
+
+def latest_run_record(store: ObjectStore, source: str) -> dict[str, Any] | None:
+    """The newest run record of ``source`` (run ids sort by time), or None."""
+    keys = sorted(info.key for info in store.list(f"raw/{source}/{RUNS_DIR}/"))
+    if not keys:
+        return None
+    try:
+        record: dict[str, Any] = json.loads(store.get_bytes(keys[-1]))
+    except ValueError as exc:
+        raise CorruptData(f"실행 기록을 읽을 수 없습니다: {keys[-1]}", f"Corrupt run record {keys[-1]}: {exc}") from exc
+    return record
