@@ -22,7 +22,14 @@ from typing import Any, Protocol, runtime_checkable
 from jisik.core.errors import ConfigError, Conflict, CorruptData
 from jisik.core.settings import get_settings
 from jisik.pipeline.manifest import CursorRange, Extracted
-from jisik.pipeline.sources.config import SourceConfig, TableHints
+from jisik.pipeline.sources.config import (
+    FileSourceConfig,
+    FinlifeSourceConfig,
+    RestSourceConfig,
+    SourceConfig,
+    SqlSourceConfig,
+    TableHints,
+)
 
 CONTENT_TYPES: dict[str, str] = {
     "csv": "text/csv",
@@ -242,14 +249,8 @@ def secret_from_env(name: str, what: str) -> str:
 
 
 def build_source(config: SourceConfig) -> Source:
-    """The source component for a validated config (see :func:`.config.load_source_config`)."""
-    from jisik.pipeline.sources.config import (
-        FileSourceConfig,
-        FinlifeSourceConfig,
-        RestSourceConfig,
-        SqlSourceConfig,
-    )
-
+    """The source component for a validated config (see :func:`.config.load_source_config`);
+    implementations are imported on demand (a file pipeline does not load SQLAlchemy or httpx)."""
     if isinstance(config, SqlSourceConfig):
         from jisik.pipeline.sources.sql import SqlSource
 

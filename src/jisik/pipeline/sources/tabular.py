@@ -75,9 +75,7 @@ def merge_types(a: str | None, b: str | None) -> str | None:
 def as_text(value: Any) -> str:
     """The CSV / masking form of a value (NULL -> empty string)."""
     kind = type(value)
-    if kind is str:
-        return str(value)
-    if kind is int:
+    if kind is str or kind is int:  # the common cases first: this runs once per CSV cell
         return str(value)
     if value is None:
         return ""
