@@ -28,7 +28,7 @@ console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="컬렉션 이름")]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="컬렉션 이름 (search: auto = 프로필로 라우팅)")]
 
 
 def _runtime() -> Any:
@@ -162,17 +162,28 @@ def search(
 
     def run() -> Any:
         flt = _parse_json(filters) if filters else None
-        return rt.retriever.retrieve(query, collection, top_k=top_k, filters=flt)
+        target = _route(rt, query) if collection == "auto" else collection
+        return rt.retriever.retrieve(query, target, top_k=top_k, filters=flt)
 
     result = _guard(run)
     if as_json:
         print(json.dumps({
-            "query": result.query, "collection": collection, "timings_ms": result.timings_ms,
+            "query": result.query, "collection": result.collection, "timings_ms": result.timings_ms,
             "hits": [{"score": h.score, "text": h.chunk.text, "citation": h.citation.to_dict()} for h in result.hits],
         }, ensure_ascii=False))
         return
     console.print(_hits_table(result))
     console.print(f"[dim]{result.timings_ms['total']:.1f} ms[/]")
+
+
+def _route(rt: Any, query: str) -> str:
+    """``-c auto``: the collection whose profile (``jisik index describe``) fits the query best."""
+    from jisik.retrieval.router import QueryRouter, load_profiles, route_or_error
+
+    profiles = load_profiles(rt.settings.home)
+    name, score = route_or_error(QueryRouter(profiles, rt.embedder), rt.retriever.validate_query(query))
+    console.print(f"[dim]→ 컬렉션 '{name}' (route score {score:.2f})[/]")
+    return name
 
 
 def _parse_json(text: str) -> Any:
@@ -271,6 +282,21 @@ def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     for c in cols:
         table.add_row(c.name, str(c.version), str(c.documents), str(c.chunks), str(c.dim), c.embedder_id)
     console.print(table)
+
+
+@index_app.command("describe")
+def index_describe(
+    name: Annotated[str, typer.Argument(help="컬렉션 이름")],
+    description: Annotated[str, typer.Option("--description", "-d", help="이 컬렉션이 다루는 내용")],
+    keywords: Annotated[list[str] | None, typer.Option("--keyword", "-k", help="라우팅 키워드 (여러 번)")] = None,
+) -> None:
+    """컬렉션 프로필을 저장합니다 (`jisik search -c auto` 라우팅에 사용)."""
+    from jisik.retrieval.router import CollectionProfile, save_profile
+
+    rt = _runtime()
+    _guard(lambda: rt.store.get_collection(name))  # the collection must exist
+    save_profile(rt.settings.home, CollectionProfile(name, description, tuple(keywords or ())))
+    console.print(f"[green]'{name}' 프로필을 저장했습니다.[/]")
 
 
 @index_app.command("versions")

@@ -83,3 +83,20 @@ def test_demo_builds_and_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
     out = invoke("demo", "--ask", "예금자보호 한도는 얼마인가요?")
     assert "준비됨" in out and "[1]" in out
+
+
+def test_search_routes_to_a_described_collection(faq_jsonl: Path, tmp_path: Path) -> None:
+    invoke("ingest", str(faq_jsonl), "-c", "faq")
+    law = tmp_path / "law.jsonl"
+    law.write_text(json.dumps({"id": "p1", "text": "보험금 청구 소송에서 대법원은 보험자의 설명의무 위반을 인정하였다."},
+                              ensure_ascii=False), "utf-8")
+    invoke("ingest", str(law), "-c", "law")
+    result = runner.invoke(app, ["search", "반품 배송비", "-c", "auto"])
+    assert result.exit_code == 2 and "index describe" in result.output  # no profiles yet: says what to do
+    invoke("index", "describe", "faq", "-d", "스마트스토어 판매자 FAQ: 정산, 반품, 배송", "-k", "정산", "-k", "반품")
+    invoke("index", "describe", "law", "-d", "대법원 판례: 보험, 손해배상 소송", "-k", "판례", "-k", "소송")
+    out = json.loads(invoke("search", "반품하면 배송비는 누가 내요?", "-c", "auto", "--json").strip().splitlines()[-1])
+    assert out["collection"] == "faq"
+    out = json.loads(invoke("search", "보험 소송 판례 알려줘", "-c", "auto", "--json").strip().splitlines()[-1])
+    assert out["collection"] == "law" and out["hits"][0]["citation"]["doc_id"] == "p1"
+    assert runner.invoke(app, ["index", "describe", "nope", "-d", "x"]).exit_code == 2
