@@ -54,10 +54,16 @@ class IndexReport:
         return dataclasses.asdict(self)
 
 
-def fingerprint(doc: Document, chunker_id: str) -> str:
+def fingerprint(doc: Document, chunker_id: str, volatile: frozenset[str] = frozenset()) -> str:
+    """What makes a document "changed". ``volatile`` names what is left out: metadata keys,
+    ``"source_uri"`` and ``"locator.<key>"`` — lineage such as the landed object, the run and the
+    row position that delivered the same content again."""
+    metadata = {k: v for k, v in doc.metadata.items() if k not in volatile} if volatile else doc.metadata
+    locator = {k: v for k, v in doc.locator.items() if f"locator.{k}" not in volatile} if volatile else doc.locator
     return content_hash(
-        doc.text, doc.title, doc.source_uri, json.dumps(doc.locator, sort_keys=True, ensure_ascii=False),
-        json.dumps(doc.metadata, sort_keys=True, ensure_ascii=False, default=str), chunker_id,
+        doc.text, doc.title, "" if "source_uri" in volatile else doc.source_uri,
+        json.dumps(locator, sort_keys=True, ensure_ascii=False),
+        json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str), chunker_id,
     )
 
 
@@ -70,7 +76,7 @@ def _batched(it: Iterable[Document], n: int) -> Iterator[list[Document]]:
 class Indexer:
     def __init__(
         self, store: IndexStore, embedder: Embedder, tokenizer: KoreanTokenizer, chunker: Chunker,
-        *, group_size: int = 256,
+        *, group_size: int = 256, volatile: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -78,6 +84,8 @@ class Indexer:
         self.chunker = chunker
         self.group_size = group_size
         self.chunker_id = repr(chunker)
+        # lineage fields: a document that differs only there is unchanged and keeps its stored lineage
+        self.volatile = frozenset(volatile)
 
     def index(
         self, collection: str, documents: Iterable[Document], *, sync: bool = False, note: str = "",
@@ -94,6 +102,7 @@ class Indexer:
         self.store.ensure_collection(collection, dim=self.embedder.dim, embedder_id=self.embedder.model_id)
         existing = self.store.doc_fingerprints(collection)
         seen: set[str] = set()
+        written: dict[str, str] = {}  # doc_id -> fingerprint upserted by this batch
         timings = {"chunk": 0.0, "tokenize": 0.0, "embed": 0.0, "write": 0.0, "publish": 0.0}
         with self.store.open_batch(collection, note=note) as batch:
             for group in _batched(documents, self.group_size):
@@ -105,8 +114,8 @@ class Indexer:
                     seen.add(doc.doc_id)
                     doc = Document(doc.doc_id, normalize(doc.text), doc.title, doc.source_uri,
                                    dict(doc.locator), dict(doc.metadata))
-                    fp = fingerprint(doc, self.chunker_id)
-                    old = existing.get(doc.doc_id)
+                    fp = fingerprint(doc, self.chunker_id, self.volatile)
+                    old = written.get(doc.doc_id, existing.get(doc.doc_id))
                     if old == fp:
                         report.unchanged += 1
                         continue
@@ -114,6 +123,7 @@ class Indexer:
                         report.added += 1
                     else:
                         report.updated += 1
+                    written[doc.doc_id] = fp  # a later duplicate compares with this one
                     todo.append((doc, fp))
                 self._index_group(batch, todo, timings, report)
                 if progress is not None:
