@@ -156,8 +156,10 @@ class SqliteStateStore:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """Sortable and unique: ``20250101T093000Z-1a2b3c4d``."""
-    return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    """Sortable (to the millisecond: runs of the same second keep their order) and unique:
+    ``20250101T093000.123Z-1a2b3c4d``."""
+    t = now or datetime.now(UTC)
+    return f"{t:%Y%m%dT%H%M%S}.{t.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
 
 
 @dataclass(slots=True)
