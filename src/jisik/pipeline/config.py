@@ -123,6 +123,12 @@ class PipelineConfig(BaseModel):
         collections = [t.collection for t in self.targets]
         for c in {c for c in collections if collections.count(c) > 1}:
             raise ValueError(f"collection {c!r} appears in two targets; list all its sources in one")
+        incremental = {s.name for s in self.sources if getattr(s, "cursor_column", None) is not None}
+        for t in self.targets:
+            if t.sync and (inc := sorted(incremental & set(t.sources))):
+                # a cursor run delivers only new rows: syncing to it would delete every older row
+                raise ValueError(f"target {t.collection!r}: sync: true cannot apply to incremental (cursor) "
+                                 f"sources: {', '.join(inc)}")
         return self
 
     def source(self, name: str) -> SourceConfig:

@@ -18,7 +18,9 @@ batch leaves the previous index version in service. Every stage outcome goes int
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -38,7 +40,8 @@ from jisik.pipeline.config import PipelineConfig, Target
 from jisik.pipeline.events.local import LocalWatcher
 from jisik.pipeline.landing import land, latest_run_record, read_manifest, write_run_record
 from jisik.pipeline.manifest import Manifest
-from jisik.pipeline.receipts import Receipt, ReceiptStore
+from jisik.pipeline.receipts import ReceiptStore
+from jisik.pipeline.schema_drift import SchemaHistory
 from jisik.pipeline.sources.base import RunContext, SqliteStateStore, build_source, new_run_id
 from jisik.pipeline.sources.parsers import documents_from_object
 from jisik.pipeline.transfer import Transfer
@@ -48,7 +51,12 @@ from jisik.stores.objects.factory import open_objects
 from jisik.text.chunking import make_chunker
 
 log = get_logger(__name__)
+_TEMP_PREFIXES = ("staging-", "batch-", "jisik-transfer-")
 Status = Literal["ok", "failed", "skipped"]
+# where a document came from, not what it says: re-delivering unchanged content (also at another
+# row position) re-indexes nothing; the stored chunks keep the lineage of the run that first
+# delivered that content, whose landed object holds it at the stored position
+LINEAGE_FIELDS = ("lineage_key", "run_id", "source_uri", "locator.rows")
 
 
 @dataclass(slots=True)
@@ -160,13 +168,17 @@ class Pipeline:
             source = build_source(cfg)
             staging = Path(tempfile.mkdtemp(prefix="staging-", dir=self.work))
             state = SqliteStateStore(self.work / "state.sqlite3")
+            schemas = SchemaHistory(self.work / "state.sqlite3")
             ctx = RunContext(report.run_id, datetime.now(UTC), staging, state)
             try:
                 extracted = source.extract(ctx)
+                if not cfg.allow_schema_drift:
+                    schemas.check(source_name, extracted)  # before landing: drift lands nothing
                 results = [land(self.landing, e, ctx.run_id, ctx.extracted_at) for e in extracted]
                 # the run record first, the cursor last: a crash in between re-extracts, never skips
                 write_run_record(self.landing, source_name, ctx.run_id, [r.manifest for r in results],
                                  incremental=getattr(cfg, "cursor_column", None) is not None)
+                schemas.record(source_name, extracted, ctx.run_id)
                 for e in extracted:
                     if e.cursor is not None and e.cursor.end is not None:
                         state.commit_cursor(source_name, e.cursor, run_id=ctx.run_id)
@@ -206,15 +218,18 @@ class Pipeline:
 
         report = report or RunReport(new_run_id(), _now())
         rt = runtime or Runtime(self.settings)
-        store = open_index(self.urls["index"])
+        store: Any = None
         out: list[StageReport] = []
         try:
             for target in self.config.targets:
                 with _Stage(report, "index", target.collection) as rep:
                     out.append(rep)
+                    if store is None:  # inside the stage: an unreachable index fails the stage, not the run
+                        store = open_index(self.urls["index"])
                     self._index_target(target, rt, store, rep)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
         return out
 
     def _index_target(self, target: Target, rt: Any, store: Any, rep: StageReport) -> None:
@@ -232,12 +247,14 @@ class Pipeline:
                 plan += [self._delivered_manifest(k) for k in record["manifests"]]
                 sync_prefixes.append(f"{source}/")
             else:
-                plan += [self._delivered_manifest(r.manifest_key) for r in _by_run(pending, source)]
+                # oldest extraction first, so when two runs delivered the same row the newer one wins
+                delivered = [self._delivered_manifest(r.manifest_key) for r in pending if r.source == source]
+                plan += sorted(delivered, key=lambda mk: (mk[0].extracted_at, mk[0].key))
         if not plan and not sync_prefixes:
             rep.status = "skipped"
             rep.counts = {"objects": 0}
             return
-        indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(target.chunker))
+        indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(target.chunker), volatile=LINEAGE_FIELDS)
         result = indexer.index(target.collection, self._documents(plan), sync=bool(sync_prefixes),
                                sync_prefixes=sync_prefixes, note=f"pipeline: {len(plan)} object(s)")
         self.receipts.mark_indexed(done_keys, result.version)
@@ -272,15 +289,34 @@ class Pipeline:
     def run(self, sources: list[str] | None = None, *, index: bool = True, runtime: Any = None) -> RunReport:
         """Extract + land the given sources (default: all), transfer, then index every target."""
         report = RunReport(new_run_id(), _now())
+        self.sweep_work()
+        self.save_report(report)  # saved after every stage: a run killed midway stays listed as "running"
         for name in sources or [s.name for s in self.config.sources]:
             self._extract(report, name)
+            self.save_report(report)
         self.transfer_landed(report)
+        self.save_report(report)
         if index:
             self.index_delivered(report, runtime=runtime)
         report.finished_at = _now()
         report.status = "failed" if report.failed else "ok"
         self.save_report(report)
         return report
+
+    def sweep_work(self, older_than_s: float = 24 * 3600) -> list[str]:
+        """Remove temp dirs (staging, index batch, transfer) that killed runs left in the work dir.
+
+        Only trees with nothing written for ``older_than_s`` go: a run in progress keeps its own.
+        """
+        removed = []
+        cutoff = time.time() - older_than_s
+        for path in self.work.iterdir():
+            if path.is_dir() and path.name.startswith(_TEMP_PREFIXES) and _newest_mtime(path) < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        if removed:
+            log.info("removed temp dirs of interrupted runs", extra={"count": len(removed)})
+        return removed
 
     def save_report(self, report: RunReport) -> Path:
         runs = self.work / "runs"
@@ -296,8 +332,13 @@ class Pipeline:
         return [json.loads(p.read_text(encoding="utf-8")) for p in runs]
 
 
-def _by_run(receipts: list[Receipt], source: str) -> list[Receipt]:
-    return sorted((r for r in receipts if r.source == source), key=lambda r: (r.run_id, r.manifest_key))
+def _newest_mtime(root: Path) -> float:
+    newest = root.stat().st_mtime
+    for dirpath, _dirs, files in os.walk(root):
+        for name in [*files, *_dirs]:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+    return newest
 
 
 def _now() -> str:

@@ -35,6 +35,8 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="source name: lowercase letters, digits, '-', '_' (used in object keys)")
+    allow_schema_drift: bool = Field(False, description="accept a dropped column or a changed column type "
+                                                        "(default: the run's extract stage fails; see schema_drift)")
 
     @field_validator("name")
     @classmethod
