@@ -99,6 +99,14 @@ def csv_facts(path: Path, encoding: str | None) -> FileFacts:
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
+                if len(row) != len(header):  # a ragged row would shift or drop values silently
+                    raise CorruptData(
+                        f"CSV 파일 {path.name}의 {reader.line_num}행에 값이 {len(row)}개 있습니다 "
+                        f"(머리글은 {len(header)}개). 행이 어긋난 파일은 적재하지 않습니다.",
+                        f"Malformed CSV {path.name}: line {reader.line_num} has {len(row)} fields, "
+                        f"the header has {len(header)}.",
+                        hint="fix the file (quote values that contain commas)",
+                        details={"file": path.name, "line": reader.line_num})
                 rows += 1
                 for i, cell in enumerate(row[: len(header)]):
                     types[i] = merge_types(types[i], text_type(cell))
