@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from jisik import __version__
+from jisik.cli_pipeline import app as pipeline_app
 from jisik.core.errors import InvalidInput, JisikError
 from jisik.core.logging import configure_logging
 from jisik.core.settings import get_settings
@@ -24,6 +25,7 @@ from jisik.core.settings import get_settings
 app = typer.Typer(help="jisik (지식): 한국어 우선 오프라인 RAG 플랫폼", no_args_is_help=True, add_completion=False)
 index_app = typer.Typer(help="색인 관리 (목록, 버전, 롤백, 재구축, 삭제)", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+app.add_typer(pipeline_app, name="pipeline")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -173,6 +175,10 @@ def search(
         }, ensure_ascii=False))
         return
     console.print(_hits_table(result))
+    for i, hit in enumerate(result.hits, 1):  # provenance, unwrapped: doc id (table + row key) <- landed object/run
+        if hit.chunk.source_uri:
+            console.print(f"[{i}] {hit.chunk.doc_id} ← {hit.chunk.source_uri}", style="dim", soft_wrap=True,
+                          markup=False, highlight=False)
     console.print(f"[dim]{result.timings_ms['total']:.1f} ms[/]")
 
 
