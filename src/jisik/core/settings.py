@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     openai_timeout_s: float = 60.0
 
     max_query_chars: int = Field(2000, ge=10)
+
+    # conversations: sessions, chat logs + feedback, answer cache (jisik.stores.conversations)
+    sessions_url: str | None = Field(
+        None, description="Sessions: sqlite:///file (default {home}/conversations.sqlite3) or redis://host:6379/0"
+    )
+    chatlog_url: str | None = Field(
+        None, description="Chat logs + feedback: sqlite:///file (default as sessions) | postgresql+psycopg://... "
+        "| mysql+pymysql://..."
+    )
+    cache_url: str = Field("memory://", description="Answer cache: memory:// | sqlite:///file | redis://...")
+    session_ttl_s: int = Field(7 * 86400, ge=0, description="idle sessions expire after this (0 = never)")
+    cache_ttl_s: int = Field(3600, ge=0, description="cached answers expire after this (0 = no caching)")
+    history_max_messages: int = Field(200, ge=2, le=10000, description="messages kept per session (oldest dropped)")
+    history_keep_turns: int = Field(4, ge=1, le=100, description="recent turns given verbatim; older ones summarised")
+    history_summary_chars: int = Field(1200, ge=100, le=20000, description="upper bound of a history summary")
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -64,6 +80,15 @@ class Settings(BaseSettings):
 
     def cache_path(self) -> Path:
         return self.home / "cache"
+
+    def conversations_sqlite_url(self) -> str:
+        return "sqlite:///" + str((self.home / "conversations.sqlite3").resolve())
+
+    def resolved_sessions_url(self) -> str:
+        return self.sessions_url or self.conversations_sqlite_url()
+
+    def resolved_chatlog_url(self) -> str:
+        return self.chatlog_url or self.conversations_sqlite_url()
 
 
 @lru_cache(maxsize=1)
