@@ -43,7 +43,7 @@ class EventDelivery:
     """Delivers object events through a Transfer and tallies the outcome as a transfer StageReport."""
 
     transfer: Transfer
-    stage: StageReport = field(default_factory=lambda: StageReport("transfer", "events"))
+    stage: StageReport = field(default_factory=lambda: StageReport("transfer", "notifications"))
     started: float = field(default_factory=time.perf_counter)
 
     def __call__(self, event: ObjectEvent) -> None:

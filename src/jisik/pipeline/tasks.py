@@ -1,0 +1,130 @@
+"""Celery tasks for distributed pipeline workers (RabbitMQ broker by default).
+
+Start a worker (``-Q`` names the queue; default ``jisik.pipeline``)::
+
+    JISIK_CELERY_BROKER_URL=amqp://guest:guest@rabbitmq:5672// celery -A jisik.pipeline.tasks worker -Q jisik.pipeline
+
+Settings (environment, prefix ``JISIK_CELERY_``): ``BROKER_URL`` (default
+``amqp://guest:guest@127.0.0.1:5672//``), ``RESULT_BACKEND`` (default ``rpc://``; ``redis://…`` or
+``db+postgresql://…`` for :func:`pipeline_chain`, whose chord needs a backend that supports chords),
+``QUEUE``, ``TIME_LIMIT_S``, ``MAX_RETRIES``, ``RETRY_BACKOFF_S``.
+
+Every task takes the path of a pipeline YAML (readable on the worker) and calls the same job functions
+as the CLI and the scheduler (:mod:`jisik.pipeline.jobs`), so each run is saved as a run report under the
+worker's ``JISIK_HOME``. Messages are JSON only (no pickle). ``acks_late``: a task is acknowledged after it
+finished, so a worker that dies mid-task leaves it to be redelivered — safe, as every stage is idempotent.
+A stage that failed because a dependency was unavailable is retried with exponential backoff and jitter;
+any other failure fails the task (the run report says why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, chain, group
+from celery.backends.base import DisabledBackend
+from celery.canvas import Signature
+from celery.exceptions import ImproperlyConfigured
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jisik.core.errors import ConfigError, Unavailable
+from jisik.pipeline.events.s3format import parse_s3_event
+from jisik.pipeline.jobs import extract_job, index_job, raise_for_failure, run_job, transfer_job
+
+TASK_PREFIX = "jisik.pipeline."
+
+
+class CelerySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JISIK_CELERY_", extra="ignore")
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    result_backend: str | None = Field("rpc://", description="empty: no results stored")
+    queue: str = "jisik.pipeline"
+    time_limit_s: int = Field(3 * 3600, ge=10, description="hard limit per task (prefork pool)")
+    max_retries: int = Field(5, ge=0)
+    retry_backoff_s: int = Field(5, ge=1, description="first retry delay; doubles each time")
+    retry_backoff_max_s: int = Field(600, ge=1)
+
+
+def make_app(settings: CelerySettings | None = None) -> Celery:
+    """A Celery app configured from ``settings`` (default: the environment)."""
+    cfg = settings or CelerySettings()
+    app = Celery("jisik", broker=cfg.broker_url, backend=cfg.result_backend or None)
+    app.conf.update(
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        result_accept_content=["json"], event_serializer="json",
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_default_queue=cfg.queue, task_time_limit=cfg.time_limit_s,
+        task_soft_time_limit=max(5, cfg.time_limit_s - 60), task_track_started=True,
+        broker_connection_retry_on_startup=True, broker_connection_timeout=5, result_expires=7 * 86400,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+settings = CelerySettings()
+app = make_app(settings)
+_RETRY: dict[str, Any] = {
+    "autoretry_for": (Unavailable,), "retry_backoff": settings.retry_backoff_s,
+    "retry_backoff_max": settings.retry_backoff_max_s, "retry_jitter": True, "max_retries": settings.max_retries,
+    "acks_late": True,
+}
+
+
+@app.task(name=TASK_PREFIX + "extract_source", **_RETRY)
+def extract_source(config_path: str, source: str) -> dict[str, Any]:
+    """Extract + land one source; returns the run report."""
+    return raise_for_failure(extract_job(config_path, source)).to_dict()
+
+
+@app.task(name=TASK_PREFIX + "transfer", **_RETRY)
+def transfer(config_path: str) -> dict[str, Any]:
+    """Deliver every new landed object to the knowledge store's inbox."""
+    return raise_for_failure(transfer_job(config_path)).to_dict()
+
+
+@app.task(name=TASK_PREFIX + "index", **_RETRY)
+def index(config_path: str) -> dict[str, Any]:
+    """Index what was delivered (one new version per target collection)."""
+    return raise_for_failure(index_job(config_path)).to_dict()
+
+
+@app.task(name=TASK_PREFIX + "run_pipeline", **_RETRY)
+def run_pipeline(config_path: str, sources: list[str] | None = None) -> dict[str, Any]:
+    """The whole run (extract + land ``sources`` or all, transfer, index) in one task."""
+    return raise_for_failure(run_job(config_path, sources)).to_dict()
+
+
+@app.task(name=TASK_PREFIX + "handle_s3_event", **_RETRY)
+def handle_s3_event(config_path: str, message: dict[str, Any] | str) -> dict[str, Any]:
+    """Deliver the objects of one S3 ObjectCreated notification, then index them."""
+    from jisik.pipeline.service import event_job
+
+    return raise_for_failure(event_job(config_path, parse_s3_event(message))).to_dict()
+
+
+def pipeline_chain(config_path: str, sources: list[str], *, app: Celery = app, queue: str | None = None) -> Signature:
+    """``group(extract per source) | transfer | index`` as one canvas (send it with ``.apply_async()``).
+
+    The extracts run in parallel on as many workers as there are; transfer starts when all of them
+    succeeded. The group-then-task step is a chord, so the app needs a result backend that supports
+    chords (Redis, a database), not ``rpc://``.
+    """
+    if not sources:
+        raise ConfigError("추출할 소스를 하나 이상 지정하세요.", "Name at least one source to extract.")
+    try:
+        if isinstance(app.backend, DisabledBackend):
+            raise ImproperlyConfigured("no result backend")
+        app.backend.ensure_chords_allowed()
+    except (ImproperlyConfigured, NotImplementedError):
+        raise ConfigError("이 결과 백엔드로는 chord(병렬 추출 후 전송)를 실행할 수 없습니다.",
+                          "The result backend cannot run chords; set JISIK_CELERY_RESULT_BACKEND to "
+                          "redis://… or db+postgresql://…", hint="or send run_pipeline instead") from None
+    options = {"queue": queue} if queue else {}
+    path = str(config_path)
+
+    def sig(name: str, *args: Any) -> Signature:
+        return app.signature(TASK_PREFIX + name, args=args, immutable=True, **options)
+
+    return chain(group(sig("extract_source", path, s) for s in sources), sig("transfer", path), sig("index", path))
