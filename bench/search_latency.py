@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from common import SHARED, datasets, write_result
 
+from jisik.core.threads import limit_blas_threads
 from jisik.core.types import Chunk
 from jisik.eval.autorag import load_corpus, load_qa
 from jisik.eval.metrics import percentile_ms
@@ -53,6 +54,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--unique", type=int, default=8000, help="distinct real chunks to tokenise and cycle")
     args = ap.parse_args()
+    limit_blas_threads(1)  # what jisik.runtime.Runtime does for serving
     tok = get_tokenizer()
     base = source_chunks(args.unique)
     t = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from jisik.core.settings import Settings, get_settings
+from jisik.core.threads import limit_blas_threads
 from jisik.models.embedders import Embedder
 from jisik.pipeline.indexing import Indexer
 from jisik.retrieval.hybrid import HybridRetriever
@@ -17,6 +18,7 @@ from jisik.text.tokenize import KoreanTokenizer
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+        limit_blas_threads(self.settings.blas_threads)
 
     @cached_property
     def store(self) -> IndexStore:

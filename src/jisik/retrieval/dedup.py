@@ -17,7 +17,8 @@ def dedup_hits(
 ) -> list[Hit]:
     kept: list[Hit] = []
     kept_rows: list[int] = []
-    sims = vectors @ vectors.T if vectors is not None and threshold < 1.0 and len(hits) > 1 else None
+    # similarities only against what is kept (at most ``limit`` rows): no full pairwise matrix
+    check_vectors = vectors is not None and threshold < 1.0 and len(hits) > 1
     per_doc: dict[str, int] = {}
     seen_text: set[str] = set()
     for i, hit in enumerate(hits):
@@ -27,7 +28,8 @@ def dedup_hits(
         text_key = " ".join(hit.chunk.text.split())
         if text_key in seen_text:
             continue
-        if sims is not None and kept_rows and float(sims[i, kept_rows].max()) >= threshold:
+        if check_vectors and kept_rows and vectors is not None \
+                and float((vectors[kept_rows] @ vectors[i]).max()) >= threshold:
             continue
         kept.append(hit)
         seen_text.add(text_key)
