@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +51,28 @@ class Settings(BaseSettings):
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr | None = None
     openai_timeout_s: float = 60.0
+
+    # generation (jisik.models.llm.create_llm)
+    llm: str = Field(
+        "extractive",
+        description="extractive (no LLM: quotes the cited passages) | openai:<model> (any OpenAI-compatible "
+        "server at llm_base_url) | local[:<name>|:<path.gguf>] (GGUF on the CPU via xllamacpp)",
+    )
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL; default: openai_base_url")
+    llm_api_key: SecretStr | None = Field(None, description="default: openai_api_key")
+    llm_timeout_s: float = Field(120.0, gt=0, description="longest wait for the next streamed token")
+    llm_connect_timeout_s: float = Field(5.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10, description="retries before the first token only")
+    llm_max_tokens: int = Field(512, ge=1, le=32768)
+    llm_temperature: float = Field(0.2, ge=0.0, le=2.0)
+    llm_extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='extra request fields, e.g. {"chat_template_kwargs": {"enable_thinking": false}} for Qwen3',
+    )
+    llm_threads: int = Field(2, ge=1, le=64, description="CPU threads of the local GGUF model")
+    llm_context_tokens: int = Field(4096, ge=512, le=131072, description="context window of the local model")
+    llm_model_dir: Path | None = Field(None, description="where local GGUF files are assembled; default home/models")
+    llm_startup_timeout_s: float = Field(300.0, gt=0)
 
     max_query_chars: int = Field(2000, ge=10)
 
