@@ -82,9 +82,9 @@ class SqlSessionStore:
                session_id: str | None = None) -> Session:
         sid = check_id(session_id, "세션 ID(session id)") if session_id is not None else new_id()
         check_user_id(user_id)
-        now = now_utc()
         if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
-            self.purge_expired()
+            self.purge_expired()  # (this also creates the tables on first use, before "now" is taken)
+        now = now_utc()
         s = self.db.sessions
         row = {
             "session_id": sid, "user_id": user_id, "app": clip(app), "collection": clip(collection),
