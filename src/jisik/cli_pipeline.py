@@ -189,9 +189,9 @@ def watch(
     """내장 이벤트 루프: 새 매니페스트가 적재되면 전송하고 색인합니다 (Ctrl-C로 종료)."""
     from jisik.pipeline.service import watch_loop
 
-    if not once:
-        err.print(f"[bold]감시 중[/] {config} ({interval:g}초 간격, Ctrl-C로 종료)")
     with _graceful_stop() as stop:
+        if not once:
+            err.print(f"[bold]감시 중[/] {config} ({interval:g}초 간격, Ctrl-C로 종료)")
         delivered = _guard(lambda: watch_loop(config, interval_s=interval, stop=stop, max_rounds=1 if once else None,
                                               on_report=_print_round))
     console.print(f"전송한 객체 {delivered}개")
@@ -231,10 +231,10 @@ def consume(
         raise InvalidInput(f"알 수 없는 브로커입니다: {broker}", f"Unknown broker {broker!r}: use rabbitmq or redis")
 
     consumer = _guard(make_consumer)
-    if not exit_when_idle:
-        err.print(f"[bold]이벤트 소비 중[/] {broker} ({'Ctrl-C로 종료'})")
     try:
         with _graceful_stop() as stop:
+            if not exit_when_idle:
+                err.print(f"[bold]이벤트 소비 중[/] {broker} (Ctrl-C로 종료)")
             n = _guard(lambda: consume_loop(config, consumer, batch=batch, idle_s=idle, stop=stop,
                                             exit_when_idle=exit_when_idle, on_report=_print_round))
     finally:
@@ -251,6 +251,8 @@ def schedule(
     as_json: Annotated[bool, typer.Option("--json", help="작업 목록을 JSON으로 출력하고 끝냄 (--list)")] = False,
 ) -> None:
     """내장 스케줄러를 포그라운드에서 실행합니다 (YAML의 schedules, cron + 시간대)."""
+    from apscheduler.events import EVENT_SCHEDULER_STARTED
+
     from jisik.pipeline.scheduler import PipelineScheduler
 
     sched = _guard(lambda: PipelineScheduler(config, get_settings(), blocking=True, misfire_grace_s=misfire_grace))
@@ -273,7 +275,8 @@ def schedule(
             raise ConfigError(f"{config.name}에 schedules가 없습니다.", f"{config.name} has no schedules to run.")
 
         _guard(nothing_to_run)
-    err.print("[bold]스케줄러 실행 중[/] (Ctrl-C로 종료)")
+    sched.scheduler.add_listener(lambda event: err.print("[bold]스케줄러 실행 중[/] (Ctrl-C로 종료)"),
+                                 EVENT_SCHEDULER_STARTED)  # the lock is held by then
     with _graceful_stop() as stop:
         def stop_when_asked() -> None:
             stop.wait()
