@@ -238,17 +238,30 @@ class EmbeddedIndexStore:
         return int(sqlog.get_meta(col.conn).get("current_version", "0"))
 
     def _cleanup_leftovers(self, col: _Collection) -> None:
-        """Remove snapshot dirs of versions that were never published (interrupted commits)."""
-        published = {v for (v,) in col.conn.execute("SELECT version FROM versions WHERE status='published'")}
-        for p in col.dir.glob(".tmp-snap-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in col.dir.glob("snap-*"):
+        """Remove snapshot dirs of versions that were never published (interrupted commits).
+
+        Only while no writer holds the collection's write lock: a commit in progress (maybe in
+        another process) is writing exactly such dirs. Skipped leftovers go at a later open.
+        """
+        try:
+            lockfile = (col.dir / "write.lock").open("a")
+        except OSError:  # a read-only index: nothing to clean
+            return
+        with lockfile:
             try:
-                v = int(p.name.split("-")[1])
-            except ValueError:
-                continue
-            if v not in published:
+                fcntl.flock(lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            published = {v for (v,) in col.conn.execute("SELECT version FROM versions WHERE status='published'")}
+            for p in col.dir.glob(".tmp-snap-*"):
                 shutil.rmtree(p, ignore_errors=True)
+            for p in col.dir.glob("snap-*"):
+                try:
+                    v = int(p.name.split("-")[1])
+                except ValueError:
+                    continue
+                if v not in published:
+                    shutil.rmtree(p, ignore_errors=True)
 
     def versions(self, name: str) -> list[VersionInfo]:
         col = self._open(name)
