@@ -119,13 +119,12 @@ def shared_db(sql_url: str) -> Iterator[ConversationDb]:
 
 @pytest.fixture
 def sql_db(shared_db: ConversationDb) -> Iterator[Callable[[], ConversationDb]]:
-    """Hands out the shared database, empty; emptied again after the test."""
+    """Hands out the shared database (fresh tables, or emptied by the previous test); emptied after the test."""
     def clear() -> None:
         with shared_db.begin() as conn:
             for table in reversed(shared_db.meta.sorted_tables):
                 conn.execute(table.delete())
 
-    clear()
     yield lambda: shared_db
     clear()
 

@@ -23,6 +23,7 @@ from .records import check_id, dumps
 
 log = get_logger(__name__)
 
+_PURGE_EVERY = 1000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answer_cache (
     key        TEXT PRIMARY KEY,
@@ -42,7 +43,9 @@ class MemoryAnswerCache:
     """LRU of at most ``max_entries`` values, each expiring ``ttl_s`` after it was set.
 
     With ``path``, entries are also written to that SQLite file (WAL) and a miss in memory is
-    looked up there; expired rows are deleted as they are met and by :meth:`purge_expired`.
+    looked up there; expired rows are deleted as they are met, every 1,000 writes and by
+    :meth:`purge_expired`. A :meth:`delete` does not reach other processes' memory (their copy
+    lives until its TTL); answers never go stale on a new index, whose version is in the key.
     """
 
     def __init__(self, *, ttl_s: float = 3600, max_entries: int = 10_000, path: Path | None = None) -> None:
@@ -53,6 +56,7 @@ class MemoryAnswerCache:
         self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._writes = 0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -81,17 +85,21 @@ class MemoryAnswerCache:
                 del self._items[key]
             if self._db is None:
                 return None
-            try:
-                row = self._db.execute("SELECT value, expires_at FROM answer_cache WHERE key = ?", (key,)).fetchone()
-                if row is None:
-                    return None
-                if row[1] <= now:
-                    self._db.execute("DELETE FROM answer_cache WHERE key = ? AND expires_at <= ?", (key, now))
-                    return None
-            except sqlite3.Error as e:
-                raise Unavailable("답변 캐시 파일을 읽을 수 없습니다.", f"Cannot read the answer cache: {e}") from e
+            row = self._exec("SELECT value, expires_at FROM answer_cache WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            if row[1] <= now:
+                self._exec("DELETE FROM answer_cache WHERE key = ? AND expires_at <= ?", (key, now))
+                return None
             self._remember(key, float(row[1]), row[0])
             return dict(json.loads(row[0]))
+
+    def _exec(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        assert self._db is not None
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as e:
+            raise Unavailable("답변 캐시 파일을 사용할 수 없습니다.", f"The answer cache file failed: {e}") from e
 
     def set(self, key: str, value: dict[str, Any], ttl_s: float | None = None) -> None:
         check_id(key, "캐시 키(cache key)")
@@ -103,18 +111,18 @@ class MemoryAnswerCache:
         with self._lock:
             self._remember(key, expires, text)
             if self._db is not None:
-                try:
-                    self._db.execute("INSERT OR REPLACE INTO answer_cache (key, value, expires_at) VALUES (?, ?, ?)",
-                                     (key, text, expires))
-                except sqlite3.Error as e:
-                    raise Unavailable("답변 캐시 파일에 쓸 수 없습니다.", f"Cannot write the answer cache: {e}") from e
+                self._exec("INSERT OR REPLACE INTO answer_cache (key, value, expires_at) VALUES (?, ?, ?)",
+                           (key, text, expires))
+                self._writes += 1
+                if self._writes % _PURGE_EVERY == 0:  # rows of keys never read again go too
+                    self._exec("DELETE FROM answer_cache WHERE expires_at <= ?", (time.time(),))
 
     def delete(self, key: str) -> None:
         check_id(key, "캐시 키(cache key)")
         with self._lock:
             self._items.pop(key, None)
             if self._db is not None:
-                self._db.execute("DELETE FROM answer_cache WHERE key = ?", (key,))
+                self._exec("DELETE FROM answer_cache WHERE key = ?", (key,))
 
     def purge_expired(self) -> int:
         now = time.time()
@@ -123,7 +131,7 @@ class MemoryAnswerCache:
                 del self._items[k]
             if self._db is None:
                 return 0
-            return int(self._db.execute("DELETE FROM answer_cache WHERE expires_at <= ?", (now,)).rowcount)
+            return int(self._exec("DELETE FROM answer_cache WHERE expires_at <= ?", (now,)).rowcount)
 
     def close(self) -> None:
         with self._lock:
