@@ -103,14 +103,14 @@ class Indexer:
         existing = self.store.doc_fingerprints(collection)
         seen: set[str] = set()
         written: dict[str, str] = {}  # doc_id -> fingerprint upserted by this batch
+        duplicates = 0
         timings = {"chunk": 0.0, "tokenize": 0.0, "embed": 0.0, "write": 0.0, "publish": 0.0}
         with self.store.open_batch(collection, note=note) as batch:
             for group in _batched(documents, self.group_size):
                 todo: list[tuple[Document, str]] = []
                 for doc in group:
                     report.documents_seen += 1
-                    if doc.doc_id in seen:
-                        log.warning("duplicate document id in input; last one wins", extra={"doc_id": doc.doc_id})
+                    duplicates += doc.doc_id in seen  # e.g. a row delivered by two pending extractions
                     seen.add(doc.doc_id)
                     doc = Document(doc.doc_id, normalize(doc.text), doc.title, doc.source_uri,
                                    dict(doc.locator), dict(doc.metadata))
@@ -128,6 +128,9 @@ class Indexer:
                 self._index_group(batch, todo, timings, report)
                 if progress is not None:
                     progress(report.documents_seen, report.chunks_indexed)
+            if duplicates:
+                log.warning("duplicate document ids in input; the last of each wins",
+                            extra={"collection": collection, "duplicates": duplicates})
             if sync:
                 prefixes = tuple(sync_prefixes) if sync_prefixes is not None else ("",)
                 for doc_id in sorted(existing.keys() - seen):
