@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class RetrievalSettings(BaseSettings):
@@ -91,10 +92,44 @@ class Settings(BaseSettings):
     history_keep_turns: int = Field(4, ge=1, le=100, description="recent turns given verbatim; older ones summarised")
     history_summary_chars: int = Field(1200, ge=100, le=20000, description="upper bound of a history summary")
 
+    # API server (jisik.api, `jisik serve`)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="keys accepted on /query and /api/v1 (X-API-Key or Bearer; comma-separated "
+        "in JISIK_API_KEYS); empty: no key needed (local use)")
+    admin_api_key: SecretStr | None = Field(None, description="key of /api/v1/admin (separate); unset: admin refused")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="allowed browser origins (comma-separated; * = any); empty: no CORS")
+    rate_limit_per_min: int = Field(120, ge=0, description="requests per minute per API key, else per IP; 0 = off")
+    rate_limit_url: str | None = Field(
+        None, description="redis://... shared by API workers; default: sessions_url if Redis, else in-process")
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="largest request body (413 beyond)")
+    max_upload_bytes: int = Field(50 * 1_048_576, ge=1024, description="largest upload to POST /api/v1/ingest")
+    ingest_mode: Literal["thread", "celery"] = Field(
+        "thread", description="POST /api/v1/ingest runs in a background thread or is queued to Celery workers")
+    ingest_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="folders whose files POST /api/v1/ingest may read by path; empty: uploads only")
+    default_collection: str = Field("default", description="collection of requests that name neither app nor collection")
+    answer_min_score: float = Field(
+        0.0, ge=0.0, description="answer only when a hit's answer_score_signal reaches this, else 문서에서 찾을 수 없습니다")
+    answer_score_signal: Literal["fused", "lexical", "dense"] = "fused"
+    spool_replay_interval_s: float = Field(30.0, ge=0, description="retry spooled chat logs/feedback (0 = off)")
+    sse_heartbeat_s: float = Field(15.0, gt=0, description="SSE comment line when no event for this long")
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+
+    @field_validator("api_keys", "cors_origins", "ingest_roots", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """``a,b`` or a JSON list (environment), or a list (code)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     def resolved_index_url(self) -> str:
         if self.index_url:
