@@ -107,10 +107,10 @@ class Settings(BaseSettings):
     ingest_mode: Literal["thread", "celery"] = Field(
         "thread", description="POST /api/v1/ingest runs in a background thread or is queued to Celery workers")
     ingest_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="folders whose files POST /api/v1/ingest may read by path; empty: uploads only")
-    default_collection: str = Field("default", description="collection of requests that name neither app nor collection")
+        default_factory=list, description="folders POST /api/v1/ingest may read by path; empty: uploads only")
+    default_collection: str = Field("default", description="collection of requests naming neither app nor collection")
     answer_min_score: float = Field(
-        0.0, ge=0.0, description="answer only when a hit's answer_score_signal reaches this, else 문서에서 찾을 수 없습니다")
+        0.0, ge=0.0, description="below this (answer_score_signal of the best hit): 문서에서 찾을 수 없습니다")
     answer_score_signal: Literal["fused", "lexical", "dense"] = "fused"
     spool_replay_interval_s: float = Field(30.0, ge=0, description="retry spooled chat logs/feedback (0 = off)")
     sse_heartbeat_s: float = Field(15.0, gt=0, description="SSE comment line when no event for this long")
