@@ -25,10 +25,13 @@ from celery import Celery, chain, group
 from celery.backends.base import DisabledBackend
 from celery.canvas import Signature
 from celery.exceptions import ImproperlyConfigured
+from celery.signals import worker_init
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jisik.core.errors import ConfigError, Unavailable
+from jisik.core.logging import configure_logging
+from jisik.core.settings import get_settings
 from jisik.pipeline.events.s3format import parse_s3_event
 from jisik.pipeline.jobs import extract_job, index_job, raise_for_failure, run_job, transfer_job
 
@@ -58,9 +61,15 @@ def make_app(settings: CelerySettings | None = None) -> Celery:
         task_default_queue=cfg.queue, task_time_limit=cfg.time_limit_s,
         task_soft_time_limit=max(5, cfg.time_limit_s - 60), task_track_started=True,
         broker_connection_retry_on_startup=True, broker_connection_timeout=5, result_expires=7 * 86400,
-        worker_hijack_root_logger=False,
     )
     return app
+
+
+@worker_init.connect
+def _configure_logging(**_: Any) -> None:
+    """jisik's own log format and level in the worker (Celery formats its own records)."""
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
 
 
 settings = CelerySettings()
