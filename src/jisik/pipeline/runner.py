@@ -1,6 +1,8 @@
 """The pipeline's stage functions and the run that chains them (CLI, scheduler, Celery and Airflow call these).
 
-1. :func:`extract_and_land` — a source writes staging files; each is landed (data, then manifest);
+1. :func:`extract_and_land` — a source writes staging files; their schemas are checked against the
+   previous run's (:mod:`~jisik.pipeline.schema_drift`: drift fails the stage before anything
+   lands, unless the source allows it); each is landed (data, then manifest);
    the source's cursor is committed only after everything landed; a run record
    ``raw/{source}/_runs/{run_id}.json`` lists every object of the run, including identical ones
    landed earlier (so a full extract knows its complete set even when nothing changed).
@@ -8,12 +10,18 @@
    knowledge store's inbox with receipts (:class:`~jisik.pipeline.transfer.Transfer`).
 3. :func:`index_delivered` — per target collection: parse the delivered objects into documents,
    index them incrementally as ONE new version (published only if the whole batch succeeded),
-   delete documents a full-extract source no longer has, then mark the receipts indexed.
+   delete documents a full-extract source no longer has, then mark the receipts indexed. Pending
+   extractions are indexed oldest first (a row delivered twice ends with its newest content). Every
+   chunk carries its lineage (``lineage_key`` = landed object key, ``run_id``, ``source``; the
+   citation's ``source_uri`` and locator with table + row keys); lineage alone never makes a
+   document "changed" (:data:`LINEAGE_FIELDS`), so unchanged rows are not re-embedded.
 
 Each stage is idempotent, so a run killed at any point is simply run again: landing skips identical
 bytes, transfer skips objects with a receipt, indexing skips unchanged documents, and an unpublished
-batch leaves the previous index version in service. Every stage outcome goes into a
-:class:`RunReport`, saved as JSON under ``{home}/pipeline/runs/``.
+batch leaves the previous index version in service (tested by SIGKILLing runs at every stage,
+``tests/integration/test_pipeline_crash.py``). Every stage outcome goes into a :class:`RunReport`,
+saved as JSON under ``{home}/pipeline/runs/`` when the run starts and after every stage (a killed
+run stays listed as ``running``).
 """
 
 from __future__ import annotations
