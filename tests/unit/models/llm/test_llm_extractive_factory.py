@@ -16,6 +16,7 @@ from jisik.models.llm import (
     ExtractiveLLM,
     LLMProvider,
     OpenAICompatibleLLM,
+    TokenStream,
     create_llm,
 )
 from jisik.rag.citations import check_citations
@@ -41,7 +42,7 @@ def test_extractive_streams_the_quoted_answer_word_by_word(extractive: Extractiv
     assert extractive.kind == "extractive" and extractive.model_id == EXTRACTIVE_MODEL_ID
     messages = render(load_prompt("default"), QUESTION, HITS)
 
-    async def run() -> tuple[list[str], object]:
+    async def run() -> tuple[list[str], TokenStream]:
         parts: list[str] = []
         async with extractive.stream(messages, hits=HITS, question=QUESTION) as stream:
             async for d in stream:
@@ -54,7 +55,7 @@ def test_extractive_streams_the_quoted_answer_word_by_word(extractive: Extractiv
     assert "1억 원" in expected
     check = check_citations(expected, len(HITS))
     assert check.used[0] == 1 and not check.flagged and not check.invalid
-    assert stream.finish_reason == "stop" and stream.model == EXTRACTIVE_MODEL_ID  # type: ignore[attr-defined]
+    assert stream.finish_reason == "stop" and stream.model == EXTRACTIVE_MODEL_ID
 
 
 def test_extractive_question_defaults_to_the_last_user_message(extractive: ExtractiveLLM) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _make_packages(root: Path, prefix: str, pieces: list[bytes]) -> None:
 
 
 @pytest.fixture()
-def split_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GgufModel:
+def split_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GgufModel]:
     prefix = f"jisik_fake_gguf_{os.getpid()}_{abs(hash(tmp_path)) % 10**8}_part"
     _make_packages(tmp_path / "site", prefix, PIECES)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jisik.core.errors import ConfigError, InvalidInput, JisikError, Unavailable
-from jisik.models.llm import ChatMessage, LLMProvider, OpenAICompatibleLLM
+from jisik.models.llm import ChatMessage, LLMProvider, OpenAICompatibleLLM, TokenStream
 from llm_chat_server import DELTAS, ChatServer
 
 MESSAGES: list[ChatMessage] = [
@@ -25,7 +25,7 @@ def make(server: ChatServer | str, model: str, **kw: Any) -> OpenAICompatibleLLM
     return OpenAICompatibleLLM(base, "sk-test", model, **opts)
 
 
-async def _drain(llm: OpenAICompatibleLLM, **kw: Any) -> tuple[list[str], Any]:
+async def _drain(llm: OpenAICompatibleLLM, **kw: Any) -> tuple[list[str], TokenStream]:
     deltas: list[str] = []
     async with llm.stream(MESSAGES, **kw) as stream:
         async for d in stream:
