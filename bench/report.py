@@ -49,6 +49,43 @@ def latency_section(res: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def fusion_section(res: dict[str, Any]) -> list[str]:
+    out = ["## Fusion study", "",
+           f"Run: {machine_line(res['machine'])}. The lexical and dense candidate lists of every query of both sets, "
+           "fused offline by other functions. The learned fusion is a logistic regression over per-candidate "
+           "features, evaluated by 5-fold cross-validation grouped by query over both sets together (each number "
+           "comes from a model that did not see that query). Produced by `bench/fusion_study.py`.", "",
+           "| fusion | allganize R@1 | R@5 | MRR | FAQ paraphrases R@1 | R@5 | MRR |", "|---|---|---|---|---|---|---|"]
+    for label, per in res["results"].items():
+        a, f = per["allganize"], per["faq"]
+        out.append(f"| {label} | {a['recall@1']:.3f} | {a['recall@5']:.3f} | {a['mrr']:.3f} | "
+                   f"{f['recall@1']:.3f} | {f['recall@5']:.3f} | {f['mrr']:.3f} |")
+    return [*out, ""]
+
+
+def pipeline_section(res: dict[str, Any]) -> list[str]:
+    out = ["## Pipeline throughput", "",
+           "A real `Pipeline.run` on embedded defaults: a `products` table (one row = one document, `rows` "
+           "chunker) plus a directory of Markdown notes (`sentence` chunker); models loaded and warmed before "
+           "the clock starts, embedding cache off. *Overhead* = (index stage time - raw embedder time on the "
+           "exact texts and batches the indexer embedded) / index stage time; *in-run* uses the embedder time "
+           "measured inside the same run (robust to load from other processes). Produced by "
+           "`bench/pipeline_speed.py`.", "",
+           "| source | embedder | rows / chunks | extract+land rows/s | transfer objects/s | index chunks/s | "
+           "raw embedder chunks/s | overhead | in-run overhead (Kiwi share) | no-op rerun s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        kiwi = 100 * r["tokenize_s"] / r["index_s"]
+        out.append(f"| {r['source']} | {r['embedder_name']} | {r['rows']:,} / {r['chunks']:,} | "
+                   f"{r['extract_land_rows_per_s']:,} | {r['transfer_objects_per_s']} | {r['index_chunks_per_s']} | "
+                   f"{r['raw_embed_chunks_per_s']} | {r['overhead_pct']}% | {r['overhead_in_run_pct']}% "
+                   f"({kiwi:.1f}%) | {r['noop_rerun_s']} |")
+    out.append("")
+    out += [f"* {r['source']} / {r['embedder_name']}: {machine_line(r['machine'])}. {r['note']}".rstrip()
+            for r in res["runs"]]
+    return [*out, ""]
+
+
 def main() -> int:
     lines = ["# Benchmarks", "",
              "Every number below comes from a real run of the scripts in `bench/` (`bash scripts/bench.sh` runs "
@@ -58,6 +95,10 @@ def main() -> int:
         lines += quality_section(q)
     if (lat := load("search_latency")) is not None:
         lines += latency_section(lat)
+    if (fus := load("fusion_study")) is not None:
+        lines += fusion_section(fus)
+    if (pipe := load("pipeline_speed")) is not None:
+        lines += pipeline_section(pipe)
     speed = RESULTS / "embed_speed.txt"
     if speed.exists():
         lines += ["## Embedding throughput", "", "Produced by `bench/embed_speed.py`.", "",

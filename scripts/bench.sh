@@ -10,5 +10,7 @@ VENV=.venv-bench
 export JISIK_HOME="${JISIK_HOME:-$PWD/bench/.cache/home}"
 "$VENV/bin/python" bench/embed_speed.py --pages 100 --configs e5-default,onnx-default,onnx-t1,onnx-budget1024,onnx-budget16384,onnx-int8,use > bench/results/embed_speed.txt
 "$VENV/bin/python" bench/retrieval_quality.py
+"$VENV/bin/python" bench/fusion_study.py
 "$VENV/bin/python" bench/search_latency.py
+"$VENV/bin/python" bench/pipeline_speed.py
 "$VENV/bin/python" bench/report.py
