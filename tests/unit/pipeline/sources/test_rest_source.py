@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -229,12 +230,25 @@ def test_timeouts_are_retried_then_unavailable(server: Server, run: RunContext) 
     assert server.counters["/hang"] == 2 and time.monotonic() - t0 < 1.5
 
 
-def test_rate_limit_spaces_requests(server: Server, run: RunContext) -> None:
+def test_rate_limit_spaces_requests(server: Server, run: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock that only the throttle's sleeps advance: the spacing is checked exactly, whatever
+    # the machine's load does to real request times.
+    import jisik.pipeline.sources.rest as rest_module
+
+    clock = {"now": 1000.0}
+    sleeps: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock["now"] += seconds
+
+    fake_time = types.SimpleNamespace(monotonic=lambda: clock["now"], sleep=fake_sleep, time=time.time)
+    monkeypatch.setattr(rest_module, "time", fake_time)  # only the rest module sees the fake clock
     source = _rest(server, "/items", items_fields=["data.items"], pagination={"style": "page"},
                    http={**FAST, "rate_limit_per_s": 10})
     source.extract(run)
-    times = [t for t, p, _, _ in server.requests if p == "/items"]
-    assert len(times) == 3 and times[-1] - times[0] >= 0.19
+    assert len([p for _, p, _, _ in server.requests if p == "/items"]) == 3
+    assert len(sleeps) == 2 and sleeps == pytest.approx([0.1, 0.1])  # 3 requests at 10/s: two 100 ms gaps
 
 
 def test_header_auth_and_client_errors(server: Server, run: RunContext) -> None:
