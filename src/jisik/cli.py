@@ -1,4 +1,4 @@
-"""`jisik` command line: ingest, search, ask, eval, index management and the demo."""
+"""`jisik` command line: ingest, search, ask, eval, index management, the demo and the API server."""
 
 from __future__ import annotations
 
@@ -369,6 +369,24 @@ def demo(
             _print_answer(_guard(partial(answer_once, rt, q, "demo")))
         return
     ask(None, "demo", 5, False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="주소 (모든 인터페이스: 0.0.0.0)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="포트")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn 작업 프로세스 수 (세션은 Redis에 두세요)")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level", help="로그 수준")] = "INFO",
+) -> None:
+    """API 서버(FastAPI)를 실행합니다. 문서: http://HOST:PORT/docs"""
+    import os
+
+    import uvicorn
+
+    os.environ["JISIK_LOG_LEVEL"] = log_level.upper()  # read by each worker's app factory
+    get_settings.cache_clear()
+    uvicorn.run("jisik.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=10)
 
 
 def main() -> None:

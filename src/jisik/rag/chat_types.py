@@ -10,7 +10,7 @@ Event types, in the order a stream sends them:
 * ``suggestions`` — ``{items}``: follow-up questions (only when the app has a suggester)
 * ``done`` — ``{message_id, session_id, answer, outcome, usage, latency_ms, provider, cached, ...}``;
   ``answer`` is the final text (markers outside the citation list removed)
-* ``error`` — ``{code, status, message_ko, message_en, hint}``: the stream ends after it
+* ``error`` — ``{code, status, message_ko, message_en, hint, details}``: the stream ends after it
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ChatEvent:
 
 def error_data(exc: JisikError) -> dict[str, Any]:
     return {"code": exc.code, "status": exc.status, "message_ko": exc.message_ko, "message_en": exc.message_en,
-            "hint": exc.hint}
+            "hint": exc.hint, "details": exc.details}
 
 
 @dataclass(slots=True)
