@@ -74,6 +74,7 @@ class QueryRequest(BaseModel):
 
 class QueryResponse(BaseModel):
     query: str
+    message_id: str = Field(description="답변 ID (피드백에 사용, user_id와 함께)")
     answer: str
     outcome: Literal["answered", "not_found", "off_topic"]
     citations: list[CitationOut]
