@@ -117,6 +117,7 @@ class IngestQueue:
         self.jobs = JobStore(home)
         self.on_done = on_done
         self._pool: ThreadPoolExecutor | None = None
+        self._celery: tuple[Any, str] | None = None
         self._lock = threading.Lock()
 
     def upload_dir(self, job_id: str) -> Path:
@@ -144,10 +145,15 @@ class IngestQueue:
             shutil.rmtree(Path(done.path).parent, ignore_errors=True)
 
     def _send_celery(self, job: IngestJob) -> None:
-        from jisik.pipeline.tasks import app, settings
+        from jisik.pipeline.tasks import CelerySettings, make_app
 
+        with self._lock:
+            if self._celery is None:  # broker and queue from JISIK_CELERY_* (as the workers read them)
+                cfg = CelerySettings()
+                self._celery = (make_app(cfg), cfg.queue)
+        app, queue = self._celery
         try:
-            app.send_task(TASK_NAME, args=[job.to_dict()], task_id=job.job_id, queue=settings.queue)
+            app.send_task(TASK_NAME, args=[job.to_dict()], task_id=job.job_id, queue=queue)
         except Exception as exc:
             job.status, job.error = "failed", {"code": "unavailable", "message_ko": "작업 큐에 보낼 수 없습니다.",
                                                "message_en": f"Cannot queue the job ({type(exc).__name__})."}

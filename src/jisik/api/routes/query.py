@@ -17,6 +17,7 @@ async def query(state: StateDep, body: QueryRequest) -> QueryResponse:
     추출형(extractive) 제공자는 LLM 없이 문서 문장을 인용하며 provider.label_ko 로 표시됩니다."""
     r = await run_chat(state, chat_request(body, stateless=True))
     return QueryResponse.model_validate({
-        "query": body.query, "message_id": r.message_id, "answer": r.answer, "outcome": r.outcome, "citations": r.citations, "app": r.app,
-        "collection": r.collection, "provider": r.provider, "cached": r.cached, "latency_ms": r.latency_ms,
-        "timings_ms": r.timings_ms, "usage": r.usage, "grounding": r.grounding, "warnings": r.warnings})
+        "query": body.query, "message_id": r.message_id, "answer": r.answer, "outcome": r.outcome,
+        "citations": r.citations, "app": r.app, "collection": r.collection, "provider": r.provider,
+        "cached": r.cached, "latency_ms": r.latency_ms, "timings_ms": r.timings_ms, "usage": r.usage,
+        "grounding": r.grounding, "warnings": r.warnings})
