@@ -106,6 +106,14 @@ def run_job(job: IngestJob, runtime: Any, jobs: JobStore) -> IngestJob:
     return job
 
 
+def remove_upload(job: IngestJob, home: Path) -> None:
+    """Delete the uploaded file of a finished job (files named by path are left alone)."""
+    uploads = (home / "uploads").resolve()
+    folder = Path(job.path).resolve().parent
+    if folder.parent == uploads:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class IngestQueue:
     """Starts jobs in the configured mode."""
 
@@ -139,10 +147,9 @@ class IngestQueue:
 
     def _run_local(self, job: IngestJob) -> None:
         done = run_job(job, self.runtime, self.jobs)
+        remove_upload(done, self.home)
         if self.on_done is not None:
             self.on_done(done)
-        if done.path.startswith(str(self.home / "uploads")):
-            shutil.rmtree(Path(done.path).parent, ignore_errors=True)
 
     def _send_celery(self, job: IngestJob) -> None:
         from jisik.pipeline.tasks import CelerySettings, make_app

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jisik.api.ingest_jobs import TASK_NAME, IngestJob, JobStore, run_job
+from jisik.api.ingest_jobs import TASK_NAME, IngestJob, JobStore, remove_upload, run_job
 from jisik.core.settings import get_settings
 from jisik.pipeline.tasks import app
 
@@ -30,5 +30,7 @@ def _runtime() -> Any:
 @app.task(name=TASK_NAME, acks_late=True)
 def ingest(job: dict[str, Any]) -> dict[str, Any]:
     """Run one ingestion job; returns the finished job record."""
-    done = run_job(IngestJob.from_dict(job), _runtime(), JobStore(get_settings().home))
+    home = get_settings().home
+    done = run_job(IngestJob.from_dict(job), _runtime(), JobStore(home))
+    remove_upload(done, home)
     return done.to_dict()

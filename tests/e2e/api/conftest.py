@@ -37,6 +37,7 @@ def make_app(kb: Runtime, tmp_path: Path) -> MakeApp:
     counter = iter(range(1000))
 
     def make(llm: Any = None, **overrides: Any) -> FastAPI:
-        return create_app(api_settings(tmp_path / f"app{next(counter)}", **overrides), runtime=kb, llm=llm)
+        home = overrides.pop("home", tmp_path / f"app{next(counter)}")
+        return create_app(api_settings(home, **overrides), runtime=kb, llm=llm)
 
     return make
