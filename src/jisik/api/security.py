@@ -4,7 +4,7 @@
   ``settings.api_keys`` guard ``/query`` and ``/api/v1``; none configured = open (local use, a
   warning at start-up). ``settings.admin_api_key`` alone opens ``/api/v1/admin`` (refused while unset).
 * Rate limit: ``rate_limit_per_min`` per API key, else per client IP — a token bucket in the
-  process, or a per-minute window in Redis shared by all workers (``rate_limit_url``, else
+  process, or the same bucket kept in Redis (GCRA) and shared by all workers (``rate_limit_url``, else
   ``sessions_url`` when it is Redis). Redis trouble falls back to the in-process bucket: a broken
   limiter must not take the service down. Refusals are 429 with ``Retry-After``.
 * Size: bodies above ``max_request_bytes`` (``max_upload_bytes`` for the ingest upload) are 413,
@@ -32,6 +32,21 @@ from jisik.core.settings import Settings
 
 log = get_logger("jisik.api.security")
 _REDIS_RETRY_S = 5.0
+# GCRA (the token bucket of TokenBucket, kept as one "theoretical arrival time" per identity, on the
+# Redis clock so every replica agrees): ARGV[1] = ms between requests, ARGV[2] = burst tolerance (ms).
+# Returns 0 when allowed, else the ms to wait.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if now < tat - tolerance then return math.ceil(tat - tolerance - now) end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+return 0
+"""
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
@@ -119,6 +134,7 @@ class RateLimiter:
         self.local = TokenBucket(per_min) if per_min > 0 else None
         self.redis_url = redis_url
         self._redis: Any = None
+        self._script: Any = None
         self._redis_down_until = 0.0
         self._prefix = "jisik:"
 
@@ -146,15 +162,15 @@ class RateLimiter:
 
                 plain, self._prefix = split_prefix(self.redis_url or "")
                 self._redis = aredis.Redis.from_url(plain, socket_connect_timeout=0.5, socket_timeout=0.5)
-            window = int(time.time() // 60)
-            key = f"{self._prefix}ratelimit:{ident}:{window}"
-            async with self._redis.pipeline(transaction=True) as pipe:
-                count, _ = await pipe.incr(key).expire(key, 61).execute()
+                self._script = self._redis.register_script(_GCRA)
+            interval_ms = 60_000 / self.per_min
+            wait_ms = await self._script(keys=[f"{self._prefix}ratelimit:{ident}"],
+                                         args=[interval_ms, interval_ms * (self.per_min - 1)])
         except Exception as exc:  # any Redis trouble: limit in-process for a while
             self._redis_down_until = time.monotonic() + _REDIS_RETRY_S
             log.warning("rate limiter: Redis unavailable, limiting in-process", extra={"error": type(exc).__name__})
             return None
-        return 0.0 if int(count) <= self.per_min else 60.0 - time.time() % 60
+        return float(wait_ms) / 1000
 
     async def aclose(self) -> None:
         if self._redis is not None:
