@@ -108,7 +108,9 @@ class LocalLlamaServer:
 
     # -- internals ---------------------------------------------------------------------------
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "jisik.models.llm.serve", "--model", str(self.model_path),
+        # the script by path (``-m`` would import jisik: numpy, Kiwi...); -P: its folder (gguf.py,
+        # local.py...) must not shadow modules that xllamacpp imports
+        cmd = [sys.executable, "-P", str(Path(__file__).with_name("serve.py")), "--model", str(self.model_path),
                "--alias", self.alias, "--threads", str(self.threads), "--ctx", str(self.context_tokens),
                "--parallel", str(self.parallel)]
         env = dict(os.environ, JISIK_LLAMA_API_KEY=self.api_key)

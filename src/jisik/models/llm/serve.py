@@ -1,6 +1,7 @@
 """Child process that runs llama.cpp's OpenAI-compatible server (xllamacpp) for one GGUF file.
 
-Started by :class:`jisik.models.llm.local.LocalLlamaServer`; not meant to be run by hand.
+Started by :class:`jisik.models.llm.local.LocalLlamaServer` (as a script, by path: it needs only the
+standard library and xllamacpp, not jisik); not meant to be run by hand.
 It prints one JSON line on stdout, ``{"address": "http://127.0.0.1:PORT"}`` once the model is
 loaded and the server listens (or ``{"error": ...}``), then serves until its stdin closes: the
 parent holds the other end, so the server also stops when the parent process dies.
@@ -21,7 +22,7 @@ def _say(payload: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jisik.models.llm.serve")
+    ap = argparse.ArgumentParser(prog="serve.py")
     ap.add_argument("--model", required=True)
     ap.add_argument("--alias", default="local")
     ap.add_argument("--threads", type=int, default=2)
