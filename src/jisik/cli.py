@@ -26,6 +26,8 @@ app = typer.Typer(help="jisik (지식): 한국어 우선 오프라인 RAG 플랫
 index_app = typer.Typer(help="색인 관리 (목록, 버전, 롤백, 재구축, 삭제)", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(pipeline_app, name="pipeline")
+faq_cli = typer.Typer(help="스마트스토어 FAQ 챗봇 앱 (FAQ 색인)", no_args_is_help=True)
+app.add_typer(faq_cli, name="faq")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -387,6 +389,29 @@ def serve(
     get_settings.cache_clear()
     uvicorn.run("jisik.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=10)
+
+
+@faq_cli.command("ingest")
+def faq_ingest(
+    path: Annotated[Path | None, typer.Argument(
+        help="FAQ pickle (기본: JISIK_FAQ_PKL 또는 ../shared/data/smartstore_faq/final_result.pkl)")] = None,
+    collection: CollectionOpt = "faq",
+    as_json: Annotated[bool, typer.Option("--json", help="결과를 JSON으로 출력")] = False,
+) -> None:
+    """FAQ pickle을 색인하고 주제 판별용 질문 임베딩을 저장합니다 (바뀐 항목만, 다시 실행해도 안전)."""
+    from jisik.apps.faq.ingest import ingest_faq
+
+    rt = _runtime()
+    out = _guard(lambda: ingest_faq(rt, path, collection, progress=_progress))
+    if as_json:
+        print(json.dumps(out.to_dict(), ensure_ascii=False))
+        return
+    r = out.index
+    console.print(
+        f"[green]완료[/] {collection} v{r.version}: FAQ {r.documents_seen}개 (추가 {r.added}, 변경 {r.updated}, "
+        f"그대로 {r.unchanged}, 삭제 {r.deleted}), 청크 {r.chunks_indexed}, {r.seconds:.1f}초; "
+        f"주제 판별용 질문 {out.prototypes}개{' (새로 만듦)' if out.prototypes_rebuilt else ''}"
+    )
 
 
 def main() -> None:
