@@ -86,6 +86,29 @@ def pipeline_section(res: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def offtopic_section(res: dict[str, Any], cal: dict[str, Any] | None) -> list[str]:
+    out = ["## FAQ off-topic gate", "", f"Run: {machine_line(res['machine'])}. Embedder `{res['embedder']}`. The `faq` "
+           "app's gate (no LLM) on the shared evaluation questions (`smartstore_faq/eval_questions_*_llm_generated"
+           ".txt`, 100 related + 100 unrelated; a test set: no parameter was chosen on it). Parameters were fitted on "
+           "the hand-written calibration set `bench/data/faq_offtopic_calibration.jsonl` (`--calibrate`). "
+           "Misclassified questions are line numbers in those files. Target: >= 95% correct on each side. "
+           "Produced by `bench/faq_offtopic.py`.", "",
+           "| gate | related correct | unrelated correct | misclassified related | misclassified unrelated | "
+           "check p50 / p95 ms |", "|---|---|---|---|---|---|"]
+    for label, r in res["test"].items():
+        out.append(f"| {label} | {r['related']['accuracy']:.0%} | {r['unrelated']['accuracy']:.0%} | "
+                   f"{', '.join(r['related']['misclassified']) or '-'} | "
+                   f"{', '.join(r['unrelated']['misclassified']) or '-'} | "
+                   f"{r['check_p50_ms']:.2f} / {r['check_p95_ms']:.2f} |")
+    if cal is not None:
+        out += ["", "Calibration study (balanced accuracy of the best single threshold, in-sample): "
+                + "; ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in cal["candidates"].items()) + ". "
+                "Leave-one-out accuracy of the fitted models (related / unrelated): "
+                + "; ".join(f"{k} {v['leave_one_out']['related']:.3f} / {v['leave_one_out']['unrelated']:.3f}"
+                            for k, v in cal["fits"].items()) + "."]
+    return [*out, ""]
+
+
 def main() -> int:
     lines = ["# Benchmarks", "",
              "Every number below comes from a real run of the scripts in `bench/` (`bash scripts/bench.sh` runs "
@@ -99,6 +122,8 @@ def main() -> int:
         lines += fusion_section(fus)
     if (pipe := load("pipeline_speed")) is not None:
         lines += pipeline_section(pipe)
+    if (off := load("faq_offtopic")) is not None:
+        lines += offtopic_section(off, load("faq_offtopic_calibration"))
     speed = RESULTS / "embed_speed.txt"
     if speed.exists():
         lines += ["## Embedding throughput", "", "Produced by `bench/embed_speed.py`.", "",

@@ -13,4 +13,5 @@ export JISIK_HOME="${JISIK_HOME:-$PWD/bench/.cache/home}"
 "$VENV/bin/python" bench/fusion_study.py
 "$VENV/bin/python" bench/search_latency.py
 "$VENV/bin/python" bench/pipeline_speed.py
+"$VENV/bin/python" bench/faq_offtopic.py
 "$VENV/bin/python" bench/report.py
