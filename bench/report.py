@@ -86,6 +86,31 @@ def pipeline_section(res: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def api_section(res: dict[str, Any]) -> list[str]:
+    srv = res["server"]
+    load = res.get("load_average_1m", {})
+    out = ["## API under load", "", f"Run: {machine_line(res['machine'])}. `POST /query` on a real uvicorn server "
+           f"({srv['workers']} worker, `{srv['llm']}` provider, `{srv['embedder']}`, {srv['collection_chunks']:,} FAQ "
+           f"chunks, {srv['stores']}) with {res['clients']} concurrent httpx clients for {res['seconds']:g} s per "
+           "workload; the load generator shares the machine's cores with the server"
+           + (f" (1-minute load average {load.get('start')} at the start, {load.get('end')} at the end: other "
+              "work was running on the machine)" if load else "") + ". Produced by `bench/api_load.py`.", "",
+           "| workload | requests | errors | req/s | p50 ms | p95 ms | p99 ms | answer-cache hits |",
+           "|---|---|---|---|---|---|---|---|"]
+    labels = {"cached": "repeated questions (answer cache)", "warm": "repeated questions, cache off",
+              "cold": "unseen questions, cache off (query embedding)"}
+    for name, r in res["workloads"].items():
+        errors = sum(r["errors"].values())
+        out.append(f"| {labels.get(name, name)} | {r['requests']} | {errors} | {r['rps']} | {r['p50_ms']} | "
+                   f"{r['p95_ms']} | {r['p99_ms']} | {r['cache_hits']} |")
+    sse = res["sse"]
+    out += ["", f"Time to first SSE event (`retrieval`) on `/api/v1/chat/stream`, {sse['requests']} unseen questions "
+            f"one at a time: p50 {sse['first_event_p50_ms']} ms, p95 {sse['first_event_p95_ms']} ms; to the first "
+            f"`token`: p50 {sse['first_token_p50_ms']} ms, p95 {sse['first_token_p95_ms']} ms.",
+            f"Target: {res['target']}.", ""]
+    return out
+
+
 def offtopic_section(res: dict[str, Any], cal: dict[str, Any] | None) -> list[str]:
     out = ["## FAQ off-topic gate", "", f"Run: {machine_line(res['machine'])}. Embedder `{res['embedder']}`. The `faq` "
            "app's gate (no LLM) on the shared evaluation questions (`smartstore_faq/eval_questions_*_llm_generated"
@@ -122,6 +147,8 @@ def main() -> int:
         lines += fusion_section(fus)
     if (pipe := load("pipeline_speed")) is not None:
         lines += pipeline_section(pipe)
+    if (api := load("api_load")) is not None:
+        lines += api_section(api)
     if (off := load("faq_offtopic")) is not None:
         lines += offtopic_section(off, load("faq_offtopic_calibration"))
     speed = RESULTS / "embed_speed.txt"

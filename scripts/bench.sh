@@ -13,5 +13,6 @@ export JISIK_HOME="${JISIK_HOME:-$PWD/bench/.cache/home}"
 "$VENV/bin/python" bench/fusion_study.py
 "$VENV/bin/python" bench/search_latency.py
 "$VENV/bin/python" bench/pipeline_speed.py
+"$VENV/bin/python" bench/api_load.py  # needs the API packages (fastapi, uvicorn) in the bench venv
 "$VENV/bin/python" bench/faq_offtopic.py
 "$VENV/bin/python" bench/report.py
