@@ -40,7 +40,7 @@ def faq_app(settings: Settings | None = None) -> App:
         title=FAQ_TITLE,
         description=FAQ_DESCRIPTION,
         top_k=FAQ_TOP_K,
-        offtopic=FaqOffTopicFilter.for_embedder(settings.embedder),
+        offtopic=FaqOffTopicFilter.for_embedder(settings.embedder, settings=settings),
         suggester=RetrievalSuggester(llm_timeout_s=min(6.0, settings.llm_timeout_s)),
         refusal=FAQ_REFUSAL,
         examples=list(FAQ_EXAMPLES),
