@@ -91,6 +91,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) 
     raise SystemExit("server not ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -179,7 +185,11 @@ def main() -> int:
             "cold": lambda i: {"query": unseen[(i + 200) % len(unseen)], "use_cache": False},
         }
         for name, body in workloads.items():
+            cpu = cpu_seconds(proc.pid)
             results[name] = asyncio.run(load(url, args.seconds, args.clients, body))
+            # the server's own CPU per request: comparable across runs even when the machine is busy
+            used = cpu_seconds(proc.pid) - cpu
+            results[name]["server_cpu_ms_per_request"] = round(used * 1000 / max(1, results[name]["requests"]), 2)
             print(name, results[name], flush=True)
         sse = first_events(url, unseen[:30])
         print("sse", sse, flush=True)

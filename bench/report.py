@@ -95,14 +95,14 @@ def api_section(res: dict[str, Any]) -> list[str]:
            "workload; the load generator shares the machine's cores with the server"
            + (f" (1-minute load average {load.get('start')} at the start, {load.get('end')} at the end: other "
               "work was running on the machine)" if load else "") + ". Produced by `bench/api_load.py`.", "",
-           "| workload | requests | errors | req/s | p50 ms | p95 ms | p99 ms | answer-cache hits |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| workload | requests | errors | req/s | p50 ms | p95 ms | p99 ms | cache hits | server CPU ms/req |",
+           "|---|---|---|---|---|---|---|---|---|"]
     labels = {"cached": "repeated questions (answer cache)", "warm": "repeated questions, cache off",
               "cold": "unseen questions, cache off (query embedding)"}
     for name, r in res["workloads"].items():
         errors = sum(r["errors"].values())
         out.append(f"| {labels.get(name, name)} | {r['requests']} | {errors} | {r['rps']} | {r['p50_ms']} | "
-                   f"{r['p95_ms']} | {r['p99_ms']} | {r['cache_hits']} |")
+                   f"{r['p95_ms']} | {r['p99_ms']} | {r['cache_hits']} | {r.get('server_cpu_ms_per_request', '')} |")
     sse = res["sse"]
     out += ["", f"Time to first SSE event (`retrieval`) on `/api/v1/chat/stream`, {sse['requests']} unseen questions "
             f"one at a time: p50 {sse['first_event_p50_ms']} ms, p95 {sse['first_event_p95_ms']} ms; to the first "

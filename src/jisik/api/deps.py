@@ -36,11 +36,16 @@ class ApiState:
     background: list[Any] = field(default_factory=list)
 
 
-def get_state(request: Request) -> ApiState:
+def state_of(request: Request) -> ApiState:
     state: ApiState | None = getattr(request.app.state, "api", None)
     if state is None:
         raise Unavailable("서버가 아직 시작 중입니다.", "The server is still starting.")
     return state
+
+
+async def get_state(request: Request) -> ApiState:
+    """The dependency (async: FastAPI would run a plain function in its thread pool)."""
+    return state_of(request)
 
 
 # shown in /docs ("Authorize"); the checks below also accept "Authorization: Bearer <key>"
@@ -55,7 +60,7 @@ def _client_ip(request: Request) -> str:
 
 async def require_user(request: Request, _key: str | None = Depends(api_key_header)) -> str:
     """The API key check (when keys are configured) and the rate limit of write routes."""
-    state = get_state(request)
+    state = state_of(request)
     ident = state.auth.user(presented_key(request.headers))
     try:
         await state.limiter.check(ident or f"ip:{_client_ip(request)}")
@@ -66,7 +71,7 @@ async def require_user(request: Request, _key: str | None = Depends(api_key_head
 
 
 async def require_admin(request: Request, _key: str | None = Depends(admin_key_header)) -> str:
-    state = get_state(request)
+    state = state_of(request)
     return state.auth.admin(presented_key(request.headers))
 
 

@@ -141,10 +141,11 @@ class ChatService:
             if exc.status >= 500:
                 await asyncio.to_thread(self._log_failure, req, exc, started)
             raise
-        if p.cache_key is not None and self._cacheable(p):
-            p.cached = await asyncio.to_thread(self._cache_get, p.cache_key, p.warnings)
-        else:
-            p.cache_key = None
+        if p.cache_key is not None and p.session is not None:  # stateless: looked up already
+            if self._cacheable(p):
+                p.cached = await asyncio.to_thread(self._cache_get, p.cache_key, p.warnings)
+            else:
+                p.cache_key = None
         return p
 
     def _prepare_sync(self, req: ChatRequest, started: float) -> Prepared:
@@ -180,7 +181,10 @@ class ChatService:
             key = answer_cache_key(question, collection=app.collection, index_version=version,
                                    app=f"{app.name}|{content_hash(options, length=16)}", provider=self.llm.name,
                                    model=self.llm.model_id)
-        return Prepared(req, question, app, prompt, version, session, None, key, None, started)
+        p = Prepared(req, question, app, prompt, version, session, None, key, None, started)
+        if key is not None and session is None:  # no history: the lookup can happen in this thread hop
+            p.cached = self._cache_get(key, p.warnings)
+        return p
 
     def _create_session(self, req: ChatRequest, app: App, question: str) -> Session:
         title = question[:60]
