@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from api_env import MakeApp, asgi_client
 
+from api_env import MakeApp, asgi_client
 from jisik.runtime import Runtime
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api_env import ADMIN_KEY, USER_KEY, LiveServer, MakeApp, sse_events
 from websockets.sync.client import ClientConnection, connect
 
+from api_env import ADMIN_KEY, USER_KEY, LiveServer, MakeApp, sse_events
 from chat_fixtures import FakeOpenAIServer
 from jisik.models.llm import OpenAICompatibleLLM
 
@@ -127,3 +127,15 @@ def test_websocket_close_and_cancel_stop_the_llm(make_app: MakeApp) -> None:
             assert second.disconnected.wait(5) and second.sent < second.tokens
             ws.send(json.dumps({"question": ""}))  # the socket is still usable
             assert receive(ws)[1]["code"] == "invalid_input"
+
+
+def test_sse_heartbeat_while_the_llm_is_slow(make_app: MakeApp) -> None:
+    with FakeOpenAIServer(tokens=3, delay_s=0.5) as slow, \
+            LiveServer(make_app(llm=openai_llm(slow), sse_heartbeat_s=0.1)) as live, \
+            httpx.Client(base_url=live.url, timeout=60) as c, \
+            c.stream("POST", "/api/v1/chat/stream", json={"question": "반품 배송비는 환불되나요?"}) as r:
+        lines = list(r.iter_lines())
+    assert ": ping" in lines  # comment lines keep proxies from closing a quiet stream
+    events = list(sse_events(iter(lines)))
+    assert events[-1][0] == "done" and events[-1][2]["answer"].startswith("토큰0 토큰1 토큰2")
+    assert events[-1][2]["grounding"]["flagged"]  # an LLM answer citing nothing is flagged
