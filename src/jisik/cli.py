@@ -388,7 +388,8 @@ def serve(
     os.environ["JISIK_LOG_LEVEL"] = log_level.upper()  # read by each worker's app factory
     get_settings.cache_clear()
     uvicorn.run("jisik.api.app:serve_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=10)
+                log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=10,
+                ws_max_size=get_settings().max_request_bytes)
 
 
 @faq_cli.command("ingest")

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from api_env import ADMIN_KEY, USER_KEY, LiveServer, MakeApp, sse_events
 from chat_fixtures import FakeOpenAIServer
@@ -87,8 +88,8 @@ def test_sse_disconnect_stops_the_llm(make_app: MakeApp, slow_llm: FakeOpenAISer
         assert "jisik_chat_cancelled_total 1.0" in c.get("/metrics").text
 
 
-def test_websocket_conversation_errors_and_keys(make_app: MakeApp) -> None:
-    with LiveServer(make_app(api_keys=[USER_KEY])) as live:
+def test_websocket_conversation_errors_keys_and_origin(make_app: MakeApp) -> None:
+    with LiveServer(make_app(api_keys=[USER_KEY], cors_origins=["http://ui.example"])) as live:
         with connect(f"{live.ws_url}/api/v1/chat/ws", additional_headers={"X-API-Key": USER_KEY}) as ws:
             ws.send(json.dumps({"question": "구매평을 지울 수 있나요?", "user_id": "park"}))
             frames = until(ws, "done")
@@ -106,9 +107,11 @@ def test_websocket_conversation_errors_and_keys(make_app: MakeApp) -> None:
         with connect(f"{live.ws_url}/api/v1/chat/ws?api_key=wrong") as ws:
             kind, data = receive(ws)
             assert kind == "error" and data["code"] == "unauthorized"
-        with connect(f"{live.ws_url}/api/v1/chat/ws?api_key={USER_KEY}") as ws:
+        with connect(f"{live.ws_url}/api/v1/chat/ws?api_key={USER_KEY}", origin=Origin("http://ui.example")) as ws:
             ws.send(json.dumps({"question": "반품 배송비", "collection": "nope"}))
             assert receive(ws)[1]["status"] == 404
+        with connect(f"{live.ws_url}/api/v1/chat/ws?api_key={USER_KEY}", origin=Origin("http://evil.example")) as ws:
+            assert receive(ws)[1]["code"] == "forbidden"  # a page of another site cannot use the socket
 
 
 def test_websocket_close_and_cancel_stop_the_llm(make_app: MakeApp) -> None:

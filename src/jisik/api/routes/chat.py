@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from jisik.api.deps import ApiState, StateDep, chat_request, require_user, run_chat
+from jisik.api.errors import Forbidden
 from jisik.api.schemas import ERRORS, ChatIn, ChatOut
 from jisik.api.security import presented_key
 from jisik.api.sse import EventStreamResponse, sse_schema
@@ -90,6 +91,14 @@ def _cancelled() -> dict[str, Any]:
             "message_en": "The answer was cancelled.", "hint": None, "details": {}}
 
 
+def _check_origin(ws: WebSocket, allowed: list[str]) -> None:
+    """Browsers send their page's origin; with CORS configured only those origins may open a socket."""
+    origin = ws.headers.get("origin")
+    if origin and allowed and "*" not in allowed and origin not in allowed:
+        raise Forbidden("허용되지 않은 출처(origin)입니다.", f"Origin {origin} is not allowed.",
+                        hint="JISIK_CORS_ORIGINS")
+
+
 def _parse(raw: str) -> dict[str, Any]:
     try:
         msg = json.loads(raw)
@@ -107,6 +116,7 @@ async def chat_ws(ws: WebSocket) -> None:
     sock = _Socket(ws)
     try:
         ident = state.auth.user(presented_key(ws.headers, ws.query_params))
+        _check_origin(ws, state.settings.cors_origins)
     except JisikError as exc:
         await sock.error(exc)
         await ws.close(code=1008)
