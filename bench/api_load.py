@@ -138,24 +138,31 @@ async def load(url: str, seconds: float, clients: int, make_body: Any) -> dict[s
 
 
 def first_events(url: str, items: list[str]) -> dict[str, Any]:
-    """Sequential SSE requests: ms to the first event (retrieval) and to the first token."""
-    first, token = [], []
+    """Sequential SSE requests: ms to the first event (retrieval) and to the first token, and the
+    server's own split of each answer (retrieval vs. generation by the extractive provider)."""
+    first, token, retrieval, generation = [], [], [], []
     with httpx.Client(base_url=url, timeout=60) as c:
         for q in items:
             t = time.perf_counter()
-            got_first = None
+            seen: set[str] = set()
             with c.stream("POST", "/api/v1/chat/stream", json={"question": q, "use_cache": False}) as r:
+                event = ""
                 for line in r.iter_lines():
                     if line.startswith("event: "):
+                        event = line[7:]
                         now = (time.perf_counter() - t) * 1000
-                        if got_first is None:
-                            got_first = now
+                        if not seen:
                             first.append(now)
-                        if line == "event: token":
+                        if event == "token" and "token" not in seen:
                             token.append(now)
-                            break
+                        seen.add(event)
+                    elif line.startswith("data: ") and event == "done":
+                        timings = json.loads(line[6:])["timings_ms"]
+                        retrieval.append(timings.get("retrieval", 0.0))
+                        generation.append(timings.get("generation", 0.0))
     return {"requests": len(items), "first_event_p50_ms": pct(first, 50), "first_event_p95_ms": pct(first, 95),
-            "first_token_p50_ms": pct(token, 50), "first_token_p95_ms": pct(token, 95)}
+            "first_token_p50_ms": pct(token, 50), "first_token_p95_ms": pct(token, 95),
+            "retrieval_p50_ms": pct(retrieval, 50), "generation_p50_ms": pct(generation, 50)}
 
 
 def main() -> int:
