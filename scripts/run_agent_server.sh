@@ -10,5 +10,5 @@ if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # `sh script` on a 
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-jisik_venv "dev,api"
+jisik_venv "dev,redis,postgres,mysql,celery"  # server stores: Redis sessions, SQL chat logs, Celery jobs
 exec jisik serve "$@"
