@@ -5,14 +5,16 @@ as such. It never invents: with no relevant passage it says so."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jisik.core.types import Hit
-from jisik.text.sentences import split_sentences
 from jisik.text.tokenize import KoreanTokenizer
 
 NOT_FOUND_KO = "문서에서 찾을 수 없습니다."
+# sentence ends: . ! ? 。 followed by space, or a line break (Korean prose ends sentences with "다." / "요.")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 
 
 @dataclass(slots=True)
@@ -30,14 +32,16 @@ def extractive_answer(
     q_tokens = set(tokenizer.tokens(question))
     if not hits or not q_tokens:
         return ExtractiveAnswer(NOT_FOUND_KO, [], False)
+    # Only the question goes through Kiwi. Passages are split by punctuation and a query token
+    # counts when the sentence contains it (Kiwi tokens are surface forms: nouns, stems, numbers).
+    # Running Kiwi over five passages cost 150-250 ms per answer (~50k chars/s); this costs < 5 ms.
     candidates: list[tuple[int, str, set[str]]] = []
     for i, hit in enumerate(hits[:5]):
-        text = hit.chunk.text
-        for s, e in split_sentences(text):
-            sent = " ".join(text[s:e].split())  # join hard line wraps inside the sentence
+        for raw in _SENTENCE_END.split(hit.chunk.text):
+            sent = " ".join(raw.split())  # join hard line wraps inside the sentence
             if len(sent) < 8 or sent.startswith("#"):  # headings are not answers
                 continue
-            candidates.append((i, sent, set(tokenizer.tokens(sent))))
+            candidates.append((i, sent, {t for t in q_tokens if t in sent}))
     if not candidates:
         return ExtractiveAnswer(NOT_FOUND_KO, [], False)
     # a query word found in every candidate sentence says little; a rare one decides (idf)
