@@ -282,6 +282,7 @@ class ChatService:
 
         outcome: Outcome = "answered"
         usage = Usage()
+        state.depends_on_history = decision is not None and decision.reason == _FOLLOW_UP
         if decision is not None and not decision.on_topic:
             outcome, hits, text = "off_topic", [], app.refusal
             state.off_topic_reason = decision.reason
@@ -320,7 +321,7 @@ class ChatService:
         answer = check.text if outcome == "answered" else text
         state.final = answer
         cache_value = None
-        if p.cache_key is not None and not check.flagged:
+        if p.cache_key is not None and not check.flagged and not state.depends_on_history:
             cache_value = {"answer": answer, "outcome": outcome, "citations": citations,
                            "suggestions": suggestions, "hits": _hit_summaries(hits), "grounding": check.to_dict(),
                            "provider": self.provider_info()}
@@ -334,6 +335,13 @@ class ChatService:
             p.question, app.collection, top_k=req.top_k or app.top_k, filters=req.filters or app.filters or None,
             overrides={"max_per_doc": 3})  # an answer may need two sections of one document
         decision = app.offtopic.check(p.question, result.hits) if app.offtopic is not None else None
+        if decision is not None and not decision.on_topic and app.offtopic is not None:
+            # a short follow-up ("그럼 수수료는요?") is judged together with the previous question
+            previous = [m.text for m in (p.history.recent if p.history else []) if m.role == "user"]
+            if previous:
+                joined = app.offtopic.check(f"{previous[-1]} {p.question}", result.hits)
+                if joined.on_topic:
+                    decision = TopicDecision(True, joined.score, _FOLLOW_UP)
         return result, decision
 
     def _messages(self, p: Prepared, hits: list[Hit]) -> list[ChatMessage]:
@@ -457,6 +465,9 @@ class ChatService:
         log.info("chat cancelled", extra={"app": p.app.name, "tokens": state.pieces})
 
 
+_FOLLOW_UP = "follow-up of the previous question"
+
+
 @dataclass(slots=True)
 class _RunState:
     parts: list[str] = field(default_factory=list)
@@ -465,6 +476,7 @@ class _RunState:
     model: str = ""
     final: str | None = None
     off_topic_reason: str = ""
+    depends_on_history: bool = False  # the answer relied on earlier turns: never cache it
 
     def add(self, text: str) -> None:
         self.parts.append(text)

@@ -227,3 +227,32 @@ def test_prepare_rejects_bad_requests(runtime: Runtime, stores: ConversationStor
     with pytest.raises(error):
         asyncio.run(svc.prepare(req))
     assert stores.chatlogs.list(LogQuery()).total == 0  # client errors are not chat-logged
+
+
+class KeywordGate:
+    """On topic when the question names a store topic (judges the text only)."""
+
+    def check(self, question: str, hits: Any) -> Any:
+        from jisik.apps.base import TopicDecision
+
+        on = any(k in question for k in ("정산", "반품", "배송"))
+        return TopicDecision(on, 1.0 if on else 0.0, "keyword" if on else "no keyword")
+
+
+def test_a_short_follow_up_is_judged_with_the_previous_question(runtime: Runtime, stores: ConversationStores,
+                                                                settings: Settings) -> None:
+    from chat_fixtures import shop_app as base_app
+
+    def gated() -> App:
+        app = base_app()
+        app.offtopic = KeywordGate()
+        return app
+
+    svc = ChatService(runtime, stores, ExtractiveLLM(runtime.tokenizer), settings=settings,
+                      apps=lambda name: gated())
+    first = asyncio.run(svc.answer(ChatRequest("정산 계좌 변경은 어디서 하나요?", app="shop")))
+    assert first.outcome != "off_topic"
+    follow = asyncio.run(svc.answer(ChatRequest("그럼 예금주 조건은요?", session_id=first.session_id)))
+    assert follow.outcome != "off_topic"  # alone it has no store keyword; with the previous question it does
+    fresh = asyncio.run(svc.answer(ChatRequest("그럼 예금주 조건은요?", app="shop")))
+    assert fresh.outcome == "off_topic"  # a new session has nothing to lean on
