@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from jisik import __version__
+from jisik.cli_common import print_error
 from jisik.cli_pipeline import app as pipeline_app
 from jisik.core.errors import InvalidInput, JisikError
 from jisik.core.logging import configure_logging
@@ -46,11 +47,7 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except JisikError as exc:
-        err.print(f"[bold red]오류[/] [{exc.code}] {exc.message_ko}")
-        if exc.message_en != exc.message_ko:
-            err.print(f"[dim]{exc.message_en}[/]")
-        if exc.hint:
-            err.print(f"[yellow]도움말:[/] {exc.hint}")
+        print_error(err, exc)
         raise typer.Exit(2) from None
 
 

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jisik.cli_common import print_error
 from jisik.core.errors import ConfigError, InvalidInput, JisikError, NotFound
 from jisik.core.settings import get_settings
 
@@ -38,11 +39,7 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except JisikError as exc:
-        err.print(f"[bold red]오류[/] [{exc.code}] {exc.message_ko}")
-        if exc.message_en != exc.message_ko:
-            err.print(f"[dim]{exc.message_en}[/]")
-        if exc.hint:
-            err.print(f"[yellow]도움말:[/] {exc.hint}")
+        print_error(err, exc)
         raise typer.Exit(2 if isinstance(exc, _USAGE_ERRORS) else 1) from None
 
 
