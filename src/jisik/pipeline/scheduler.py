@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -112,6 +113,7 @@ class PipelineScheduler:
         self.runtime = runtime  # shared by every run (the embedder loads once); None = the process default
         self.lock_path = self.settings.home.resolve() / "pipeline" / "scheduler.lock"
         self._lock: IO[str] | None = None
+        self._release_guard = threading.Lock()
         options: dict[str, Any] = {"executors": {"default": ThreadPoolExecutor(max_workers=1)},
                                    "timezone": ZoneInfo("UTC")}
         self.blocking = blocking
@@ -161,10 +163,15 @@ class PipelineScheduler:
         self._lock = handle
 
     def _release(self) -> None:
-        if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+        # called from shutdown() (a signal handler) and when a blocking start() returns: whichever
+        # comes first takes the handle; the other finds None
+        with self._release_guard:
+            handle, self._lock = self._lock, None
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            finally:
+                handle.close()
 
     def start(self, *, paused: bool = False) -> None:
         """Take the lock and start (a BlockingScheduler returns only after :meth:`shutdown`)."""
