@@ -8,7 +8,7 @@ VENV=.venv-bench
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[bench]" 2>&1 | grep -v "^WARNING: Location" || true
 export JISIK_HOME="${JISIK_HOME:-$PWD/bench/.cache/home}"
-"$VENV/bin/python" bench/embed_speed.py --pages 100 --configs e5-default,onnx-default,onnx-t1,onnx-budget1024,onnx-budget16384,onnx-int8,use > bench/results/embed_speed.txt
+"$VENV/bin/python" bench/embed_speed.py --pages 40 --configs e5-default,onnx-default,onnx-int8,use > bench/results/embed_speed.txt
 "$VENV/bin/python" bench/retrieval_quality.py
 "$VENV/bin/python" bench/fusion_study.py
 "$VENV/bin/python" bench/search_latency.py
