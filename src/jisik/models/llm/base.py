@@ -144,6 +144,35 @@ class LLMProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+class CompletesFromStream:
+    """``complete`` for providers whose whole answer is their collected ``stream``."""
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        hits: Sequence[Hit] = (),
+        question: str | None = None,
+    ) -> TokenStream:
+        raise NotImplementedError
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        hits: Sequence[Hit] = (),
+        question: str | None = None,
+    ) -> Completion:
+        return await self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, hits=hits,
+                                 question=question).collect()
+
+
 def last_user_message(messages: Sequence[ChatMessage]) -> str:
     for m in reversed(messages):
         if m["role"] == "user":

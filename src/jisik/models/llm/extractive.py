@@ -17,7 +17,7 @@ from jisik.core.types import Hit
 from jisik.rag.extractive import extractive_answer
 from jisik.text.tokenize import KoreanTokenizer, get_tokenizer
 
-from .base import ChatMessage, Completion, ProviderKind, TokenStream, Usage, last_user_message
+from .base import ChatMessage, CompletesFromStream, ProviderKind, TokenStream, Usage, last_user_message
 
 EXTRACTIVE_MODEL_ID = "jisik/extractive"
 EXTRACTIVE_LABEL_KO = "추출형 답변: LLM 없이 문서의 문장을 그대로 인용했습니다."
@@ -26,7 +26,7 @@ EXTRACTIVE_LABEL_EN = "Extractive answer: sentences quoted from the documents, n
 _WORD = re.compile(r"\s*\S+")
 
 
-class ExtractiveLLM:
+class ExtractiveLLM(CompletesFromStream):
     """Quotes the cited passages; ``question`` defaults to the last user message."""
 
     kind: ProviderKind = "extractive"
@@ -64,18 +64,6 @@ class ExtractiveLLM:
     ) -> TokenStream:
         q = question if question is not None else last_user_message(messages)
         return TokenStream(lambda out: self._generate(out, q, tuple(hits), max_tokens))
-
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        hits: Sequence[Hit] = (),
-        question: str | None = None,
-    ) -> Completion:
-        return await self.stream(messages, max_tokens=max_tokens, hits=hits, question=question).collect()
 
     async def _generate(self, out: TokenStream, question: str, hits: tuple[Hit, ...],
                         max_tokens: int | None) -> AsyncGenerator[str, None]:

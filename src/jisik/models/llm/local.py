@@ -31,7 +31,7 @@ from jisik.core.errors import ModelNotInstalled, Unavailable
 from jisik.core.logging import get_logger
 from jisik.core.types import Hit
 
-from .base import ChatMessage, Completion, ProviderKind, TokenStream
+from .base import ChatMessage, CompletesFromStream, ProviderKind, TokenStream
 from .openai_compat import OpenAICompatibleLLM
 
 log = get_logger("jisik.models.llm.local")
@@ -210,7 +210,7 @@ class LocalLlamaServer:
                 proc.kill()
 
 
-class LocalLLM:
+class LocalLLM(CompletesFromStream):
     """The provider for a local GGUF model: starts its server on first use."""
 
     kind: ProviderKind = "llm"
@@ -253,18 +253,6 @@ class LocalLLM:
         question: str | None = None,
     ) -> TokenStream:
         return TokenStream(lambda out: self._generate(out, messages, max_tokens, temperature, stop))
-
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        hits: Sequence[Hit] = (),
-        question: str | None = None,
-    ) -> Completion:
-        return await self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop).collect()
 
     async def _generate(self, out: TokenStream, messages: Sequence[ChatMessage], max_tokens: int | None,
                         temperature: float | None, stop: Sequence[str] | None) -> AsyncGenerator[str, None]:

@@ -27,7 +27,7 @@ from jisik.core.errors import ConfigError, InvalidInput, JisikError, Unavailable
 from jisik.core.logging import get_logger
 from jisik.core.types import Hit
 
-from .base import ChatMessage, Completion, ProviderKind, TokenStream, Usage
+from .base import ChatMessage, CompletesFromStream, ProviderKind, TokenStream, Usage
 
 log = get_logger("jisik.models.llm")
 
@@ -46,7 +46,7 @@ class _Retryable(Exception):
         self.error = error
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(CompletesFromStream):
     """Streams chat completions from ``{base_url}/chat/completions``."""
 
     kind: ProviderKind = "llm"
@@ -108,18 +108,6 @@ class OpenAICompatibleLLM:
     ) -> TokenStream:
         payload = self._payload(messages, max_tokens, temperature, stop)
         return TokenStream(lambda out: self._generate(out, payload))
-
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-        hits: Sequence[Hit] = (),
-        question: str | None = None,
-    ) -> Completion:
-        return await self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop).collect()
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
