@@ -97,7 +97,7 @@ class SqlSessionStore:
                     expired = and_(s.c.session_id == sid, s.c.expires_at.is_not(None), s.c.expires_at <= naive(now))
                     if conn.execute(delete(s).where(expired)).rowcount:
                         conn.execute(delete(self.db.messages).where(self.db.messages.c.session_id == sid))
-                conn.execute(insert(s).values(**row))
+                conn.execute(insert(s), row)
         except IntegrityError as e:
             raise Conflict("같은 ID의 세션이 이미 있습니다.", "A session with this id already exists.",
                            details={"session_id": sid}) from e
