@@ -55,7 +55,7 @@ def error_body(code: str, status: int, message_ko: str, message_en: str, *, hint
 
 
 def jisik_error_body(exc: JisikError) -> dict[str, Any]:
-    return error_body(exc.code, exc.status, exc.message_ko, exc.message_en, hint=exc.hint, details=exc.details)
+    return {"error": exc.to_dict() | {"request_id": request_id.get()}}
 
 
 def error_response(exc: JisikError, headers: dict[str, str] | None = None) -> JSONResponse:

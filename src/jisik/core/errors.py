@@ -35,17 +35,9 @@ class JisikError(Exception):
         return f"{text} — {self.hint}" if self.hint else text
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "code": self.code,
-            "status": self.status,
-            "message": self.message_ko,
-            "message_en": self.message_en,
-        }
-        if self.hint:
-            body["hint"] = self.hint
-        if self.details:
-            body["details"] = self.details
-        return body
+        """The error as data: the API's error body, SSE ``error`` events and run reports share it."""
+        return {"code": self.code, "status": self.status, "message_ko": self.message_ko,
+                "message_en": self.message_en, "hint": self.hint, "details": dict(self.details or {})}
 
 
 class InvalidInput(JisikError):

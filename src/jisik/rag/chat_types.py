@@ -53,8 +53,7 @@ class ChatEvent:
 
 
 def error_data(exc: JisikError) -> dict[str, Any]:
-    return {"code": exc.code, "status": exc.status, "message_ko": exc.message_ko, "message_en": exc.message_en,
-            "hint": exc.hint, "details": exc.details}
+    return exc.to_dict()
 
 
 @dataclass(slots=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_env import MakeApp, api_settings
 from fastapi import FastAPI
 
+from api_env import MakeApp, api_settings
 from chat_fixtures import build_runtime, shop_app
 from jisik.api import create_app
 from jisik.apps.base import APPS, register

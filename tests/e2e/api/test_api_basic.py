@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+
 from api_env import ADMIN_KEY, USER_KEY, MakeApp, asgi_client
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_env import ADMIN_KEY, MakeApp, asgi_client
 from sqlalchemy import create_engine, text
 
+from api_env import ADMIN_KEY, MakeApp, asgi_client
 from chat_fixtures import free_port
 from jisik.core.pseudonym import Pseudonymizer
 from jisik.models.llm import OpenAICompatibleLLM

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from api_env import ADMIN_KEY, USER_KEY, LiveServer, api_settings
 from hypothesis import HealthCheck, Phase, given, settings
 
+from api_env import ADMIN_KEY, USER_KEY, LiveServer, api_settings
 from jisik.api import create_app
 from jisik.runtime import Runtime
 

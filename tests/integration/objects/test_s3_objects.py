@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from objects_env import ACCESS_KEY, BUCKET, SECRET_KEY, s3_store
 
 from jisik.core.errors import ConfigError, NotFound
 from jisik.stores.objects import open_objects
 from jisik.stores.objects.s3 import S3ObjectStore
 from jisik.stores.objects.seaweed import SeaweedServer
 from object_store_conformance import ObjectStoreConformance
+from objects_env import ACCESS_KEY, BUCKET, SECRET_KEY, s3_store
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from objects_env import s3_store
 
 from jisik.pipeline.events import publish_s3_event
 from jisik.pipeline.events.rabbitmq import RabbitMqEventConsumer, RabbitMqEventPublisher
@@ -25,6 +24,7 @@ from jisik.pipeline.transfer import RetryPolicy, Transfer
 from jisik.stores.objects import LocalObjectStore
 from jisik.stores.objects.s3 import S3ObjectStore
 from jisik.stores.objects.seaweed import SeaweedServer
+from objects_env import s3_store
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 1, 31, 9, 30, tzinfo=UTC)

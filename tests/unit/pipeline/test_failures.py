@@ -54,7 +54,7 @@ def assert_failed_cleanly(p: Pipeline, report: RunReport, source: str, error_typ
     rep = stage(report, "extract", source)
     assert rep.status == "failed" and rep.error is not None, rep
     assert rep.error["type"] == error_type, rep.error
-    ko, en = rep.error["message"], rep.error["message_en"]
+    ko, en = rep.error["message_ko"], rep.error["message_en"]
     assert HANGUL.search(ko) and ko != en
     for needle in needles:
         assert needle in en, (needle, en)
@@ -201,7 +201,7 @@ def test_a_failed_index_batch_publishes_nothing(tmp_path: Path, good: dict[str, 
     rep = stage(report, "index", "products")
     assert rep.status == "failed" and rep.error is not None
     assert rep.error["type"] == "InvalidInput" and "products/products/code=C0001" in rep.error["message_en"]
-    assert HANGUL.search(rep.error["message"])
+    assert HANGUL.search(rep.error["message_ko"])
     assert versions(p, "products") == [1]  # the half-written batch was never published
     assert len(p.receipts.pending()) == 1  # the object waits for the next successful batch
 
