@@ -21,6 +21,9 @@ from jisik.stores.index_base import IndexStore
 from jisik.text.tokenize import KoreanTokenizer, get_tokenizer
 
 EMBEDDER = "use-multilingual"  # a real offline model, several times faster than e5-small on 2 cores
+# retry pauses of the pipeline's transfer and event loops, short for tests (defaults: 1 s doubling to 60 s)
+FAST_RETRIES: dict[str, float] = {"pipeline_retry_initial_s": 0.01, "pipeline_retry_max_s": 0.05,
+                                  "pipeline_max_backoff_s": 0.05}
 
 
 class CountingEmbedder:
@@ -82,4 +85,4 @@ def sql_source(name: str, url: str, query: str = "SELECT * FROM products", **ext
 def make_pipeline(home: Path, sources: list[dict[str, Any]], targets: list[dict[str, Any]],
                   stores: dict[str, str] | None = None) -> Pipeline:
     config = parse_pipeline_config({"sources": sources, "targets": targets, "stores": stores or {}})
-    return Pipeline(config, Settings(home=home, embedder=EMBEDDER))
+    return Pipeline(config, Settings(home=home, embedder=EMBEDDER, **FAST_RETRIES))

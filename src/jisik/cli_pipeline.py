@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from jisik.cli_common import print_error
@@ -29,7 +30,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 ConfigArg = Annotated[Path, typer.Argument(help="파이프라인 YAML", envvar="JISIK_PIPELINE_CONFIG", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON으로 출력")]
-LABELS = {"extract": "추출", "transfer": "전송", "index": "색인"}
+LABELS = {"sweep": "정리", "extract": "추출", "transfer": "전송", "index": "색인"}
 MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[dim]–[/]", "running": "[yellow]…[/]"}
 _USAGE_ERRORS = (ConfigError, InvalidInput, NotFound)
 
@@ -55,30 +56,42 @@ def _error_text(error: dict[str, Any] | None) -> str:
 
 
 class _Display:
-    """Rich progress for the stages of a run: a spinner while a stage runs, one line when it ends."""
+    """The runner's stage hook as Rich progress: a spinner row per running stage (with the index stage's
+    documents and chunks so far), one line on stderr when a stage ends."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, console: Console | None = None) -> None:
         self.enabled = enabled
-        self.live = err.status("파이프라인 준비 중…") if enabled and err.is_terminal else None
+        self.console = console or err
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                 console=self.console, transient=True) if enabled and self.console.is_terminal else None
+        self.tasks: dict[tuple[str, str], TaskID] = {}
 
     def __enter__(self) -> _Display:
-        if self.live is not None:
-            self.live.__enter__()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(None, None, None)
+        if self.progress is not None:
+            self.progress.stop()
 
-    def start(self, stage: str, name: str) -> None:
-        if self.live is not None:
-            self.live.update(f"{LABELS.get(stage, stage)}: {name} …")
-
-    def end(self, rep: Any) -> None:
+    def __call__(self, rep: Any) -> None:
+        key, label = (rep.stage, rep.name), f"{LABELS.get(rep.stage, rep.stage)}: {rep.name}"
+        if rep.status == "running":
+            description = f"{label} [dim]{_counts(rep.counts)}[/]" if rep.counts else f"{label} …"
+            if self.progress is None:
+                return
+            if key in self.tasks:
+                self.progress.update(self.tasks[key], description=description)
+            else:
+                self.tasks[key] = self.progress.add_task(description, total=None)
+            return
+        if self.progress is not None and key in self.tasks:
+            self.progress.remove_task(self.tasks.pop(key))
         if self.enabled:
             tail = f" [red]{_error_text(rep.error)}[/]" if rep.status == "failed" else ""
-            err.print(f"{MARKS.get(rep.status, rep.status)} {LABELS.get(rep.stage, rep.stage)} {rep.name}: "
-                      f"{_counts(rep.counts)} [dim]({rep.seconds:.1f}초)[/]{tail}")
+            self.console.print(f"{MARKS.get(rep.status, rep.status)} {LABELS.get(rep.stage, rep.stage)} {rep.name}: "
+                               f"{_counts(rep.counts)} [dim]({rep.seconds:.1f}초)[/]{tail}")
 
 
 def _summary(report: Any) -> Table:
@@ -104,8 +117,12 @@ def _finish(report: Any, as_json: bool) -> None:
 
 def _stage_command(job: Callable[..., Any], as_json: bool, **kwargs: Any) -> None:
     with _Display(not as_json) as display:
-        report = _guard(lambda: job(on_start=display.start, on_end=display.end, **kwargs))
+        report = _guard(lambda: job(on_stage=display, **kwargs))
     _finish(report, as_json)
+
+
+AllowShrinkOpt = Annotated[bool, typer.Option(
+    "--allow-shrink", help="전체 추출이 비었거나 지난 실행보다 크게 줄어도 적재 (빠진 문서는 색인에서 삭제됨)")]
 
 
 @app.command()
@@ -113,24 +130,26 @@ def run(
     config: ConfigArg,
     source: Annotated[list[str] | None, typer.Option("--source", "-s", help="이 소스만 추출 (여러 번 가능)")] = None,
     index: Annotated[bool, typer.Option("--index/--no-index", help="색인 단계까지 실행")] = True,
+    allow_shrink: AllowShrinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """전체 실행: 소스 추출·적재 -> 수신함 전송 -> 컬렉션별 색인 (실행 보고서 저장)."""
+    """전체 실행: 정리 -> 소스 추출·적재 -> 수신함 전송 -> 컬렉션별 색인 (실행 보고서 저장)."""
     from jisik.pipeline.jobs import run_job
 
-    _stage_command(run_job, as_json, config=config, sources=source or None, index=index)
+    _stage_command(run_job, as_json, config=config, sources=source or None, index=index, allow_shrink=allow_shrink)
 
 
 @app.command()
 def extract(
     config: ConfigArg,
     source: Annotated[str, typer.Option("--source", "-s", help="추출할 소스 이름")],
+    allow_shrink: AllowShrinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """소스 하나를 추출해 적재 저장소에 올립니다 (매니페스트 포함)."""
     from jisik.pipeline.jobs import extract_job
 
-    _stage_command(extract_job, as_json, config=config, source=source)
+    _stage_command(extract_job, as_json, config=config, source=source, allow_shrink=allow_shrink)
 
 
 @app.command()
@@ -322,7 +341,7 @@ def _receipt_json(r: Any) -> dict[str, Any]:
 
 @app.command("dead-letters")
 def dead_letters(config: ConfigArg, as_json: JsonOpt = False) -> None:
-    """전송에 끝내 실패한 객체 목록 (dead letter). `requeue`로 다시 보냅니다."""
+    """전송 또는 색인(오류가 index:로 시작)에 실패한 객체 목록 (dead letter). `requeue`로 다시 보냅니다."""
     from jisik.pipeline.jobs import open_pipeline
 
     def load() -> list[Any]:
@@ -347,7 +366,7 @@ def requeue(
     config: ConfigArg,
     key: Annotated[str, typer.Argument(help="dead-letters에 나온 매니페스트 키")],
 ) -> None:
-    """전달 실패 객체를 지금 다시 전송합니다 (성공하면 다음 `index`에서 색인)."""
+    """dead letter 객체를 지금 다시 전송합니다 (성공하면 다음 `index`에서 다시 색인)."""
     from jisik.pipeline.jobs import open_pipeline
 
     def go() -> Any:

@@ -115,6 +115,41 @@ class Settings(BaseSettings):
     spool_replay_interval_s: float = Field(30.0, ge=0, description="retry spooled chat logs/feedback (0 = off)")
     sse_heartbeat_s: float = Field(15.0, gt=0, description="SSE comment line when no event for this long")
 
+    # data pipeline (jisik pipeline …): crash clean-up and retry pauses
+    pipeline_sweep_grace_s: float = Field(
+        3600.0, ge=0, description="a run removes landed objects without a manifest and temp files older than this")
+    pipeline_retry_attempts: int = Field(5, ge=1, le=100, description="transfer attempts before a dead letter")
+    pipeline_retry_initial_s: float = Field(1.0, ge=0, description="first pause between transfer retries (doubles)")
+    pipeline_retry_max_s: float = Field(60.0, ge=0, description="longest pause between transfer retries")
+    pipeline_max_backoff_s: float = Field(
+        300.0, ge=0, description="watch/consume loops: longest pause after repeated failures (store/broker down)")
+
+    # scene01 marketing copy (jisik.apps.marketing, POST /api/v1/scene01/generate)
+    scene01_collection: str = Field("marketing", description="knowledge collection of product/event facts")
+    scene01_top_k: int = Field(5, ge=1, le=20, description="passages retrieved for one request")
+    scene01_rules_dir: Path | None = Field(
+        None, description="folder whose channels/compliance/audiences/message_types/generation.yaml replace the "
+        "packaged rule files of the same name")
+    scene01_max_regenerations: int = Field(
+        1, ge=0, le=3, description="LLM rewrites of a message over its limit or with forbidden claims, then trim")
+    scene01_llm_max_tokens: int = Field(600, ge=32, le=8192, description="longest LLM answer per channel message")
+    scene01_file_context_chars: int = Field(
+        4000, ge=0, le=50_000, description="characters of the file_url document given as extra context")
+    # file_url fetching (SSRF guard, jisik.apps.marketing.fetch)
+    fetch_allowed_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https"], description="comma-separated; only http and https are possible")
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"], description="host names (*.example.com = subdomains; * = any public host)")
+    fetch_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="host or host:port that may resolve to private/loopback addresses "
+        "(closed networks, tests); applies to the given URL only, never to a redirect")
+    fetch_max_bytes: int = Field(10 * 1_048_576, ge=1024, description="largest file_url download")
+    fetch_max_redirects: int = Field(3, ge=0, le=10)
+    fetch_timeout_s: float = Field(10.0, gt=0, description="connect/read timeout of each file_url hop")
+    fetch_allowed_content_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["application/pdf", "text/plain"], description="accepted Content-Type values")
+    fetch_max_pdf_pages: int = Field(50, ge=1, le=2000)
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -130,6 +165,12 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("fetch_allowed_schemes", "fetch_allowed_hosts", "fetch_private_hosts",
+                     "fetch_allowed_content_types", mode="before")
+    @classmethod
+    def _fetch_lists(cls, value: Any) -> Any:
+        return cls._comma_list(value)
 
     def resolved_index_url(self) -> str:
         if self.index_url:

@@ -55,21 +55,21 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 # -- task callables (run on the Airflow worker; jisik's pipeline code is imported only there) ---------
 def extract_task(config_path: str, source: str) -> dict[str, Any]:
-    from jisik.pipeline.jobs import extract_job, raise_for_failure
+    from jisik.pipeline.jobs import extract_job, log_stage, raise_for_failure
 
-    return raise_for_failure(extract_job(config_path, source)).to_dict()
+    return raise_for_failure(extract_job(config_path, source, on_stage=log_stage)).to_dict()
 
 
 def transfer_task(config_path: str) -> dict[str, Any]:
-    from jisik.pipeline.jobs import raise_for_failure, transfer_job
+    from jisik.pipeline.jobs import log_stage, raise_for_failure, transfer_job
 
-    return raise_for_failure(transfer_job(config_path)).to_dict()
+    return raise_for_failure(transfer_job(config_path, on_stage=log_stage)).to_dict()
 
 
 def index_task(config_path: str) -> dict[str, Any]:
-    from jisik.pipeline.jobs import index_job, raise_for_failure
+    from jisik.pipeline.jobs import index_job, log_stage, raise_for_failure
 
-    return raise_for_failure(index_job(config_path)).to_dict()
+    return raise_for_failure(index_job(config_path, on_stage=log_stage)).to_dict()
 
 
 # -- DAG factories --------------------------------------------------------------------------------------

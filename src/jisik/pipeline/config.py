@@ -24,13 +24,22 @@
 
 ``${ENV}`` / ``${ENV:default}`` placeholders are expanded in every string of the file (secrets
 stay in the environment). Every key is checked: a typo is an error naming the key.
+
+Relative paths in a file loaded by :func:`load_pipeline_config` are relative to **the YAML file's
+directory**, not to the working directory: file source ``paths``, local ``stores`` (a plain path or
+``file:dir``), ``sqlite:///file`` URLs (receipts, SQL sources). Absolute paths, ``~/…``, other URL
+schemes and strings with a ``${…}`` placeholder are kept as written (a placeholder's value is the
+environment's business, e.g. ``${JISIK_HOME:.jisik}`` follows JISIK_HOME, which is relative to the
+working directory).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -152,10 +161,66 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def parse_pipeline_config(data: Any, *, origin: str = "<config>") -> PipelineConfig:
+_SQLITE_URL = re.compile(r"^(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?$")
+_PATH_STORES = ("landing", "inbox", "index")
+
+
+def _relative(value: Any) -> bool:
+    """A plain relative path written in the file (no placeholder, not absolute, not ``~``)."""
+    return isinstance(value, str) and bool(value) and "${" not in value and not value.startswith(("/", "~"))
+
+
+def _resolve_path(value: Any, base: Path) -> Any:
+    return str(base / value) if _relative(value) else value
+
+
+def _resolve_store(value: Any, base: Path) -> Any:
+    """A plain path or ``file:dir`` (local object store / embedded index) made absolute."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("file:") and not value.startswith("file://") and _relative(value[5:]):
+        return (base / value[5:]).as_uri()
+    return _resolve_path(value, base) if urlparse(value).scheme == "" else value
+
+
+def _resolve_sqlite(value: Any, base: Path) -> Any:
+    m = _SQLITE_URL.match(value) if isinstance(value, str) else None
+    if m is None or not _relative(m.group(2)) or m.group(2).startswith((":memory:", "file:")):
+        return value
+    return f"{m.group(1)}{base / m.group(2)}{m.group(3) or ''}"
+
+
+def resolve_relative_paths(data: Any, base: Path) -> Any:
+    """A copy of the raw YAML mapping with its relative paths joined to ``base`` (see the module doc)."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    if isinstance(stores := data.get("stores"), dict):
+        out["stores"] = {k: _resolve_sqlite(v, base) if k == "receipts" else
+                         _resolve_store(v, base) if k in _PATH_STORES else v for k, v in stores.items()}
+    if isinstance(sources := data.get("sources"), list):
+        out["sources"] = [_resolve_source(s, base) for s in sources]
+    return out
+
+
+def _resolve_source(source: Any, base: Path) -> Any:
+    if not isinstance(source, dict):
+        return source
+    out = dict(source)
+    if source.get("kind") == "file" and isinstance(paths := source.get("paths"), list):
+        out["paths"] = [_resolve_path(p, base) for p in paths]
+    elif source.get("kind") == "sql" and "url" in source:
+        out["url"] = _resolve_sqlite(source["url"], base)
+    return out
+
+
+def parse_pipeline_config(data: Any, *, origin: str = "<config>", base_dir: Path | None = None) -> PipelineConfig:
+    """Validate a parsed YAML mapping; with ``base_dir``, relative paths are resolved against it."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: 파이프라인 설정은 YAML 매핑이어야 합니다.",
                           f"{origin}: the pipeline config must be a YAML mapping.")
+    if base_dir is not None:
+        data = resolve_relative_paths(data, base_dir)
     try:
         return PipelineConfig.model_validate(_expand(data))
     except ValidationError as exc:
@@ -172,4 +237,5 @@ def load_pipeline_config(path: Path) -> PipelineConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name}: YAML 문법 오류입니다.", f"{path.name}: invalid YAML: {exc}") from None
-    return parse_pipeline_config(data, origin=path.name)
+    # abspath, not resolve: '..' is normalised but a symlinked file keeps its own directory
+    return parse_pipeline_config(data, origin=path.name, base_dir=Path(os.path.abspath(path)).parent)

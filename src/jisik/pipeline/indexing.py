@@ -15,6 +15,7 @@ from itertools import islice
 
 import numpy as np
 
+from jisik.core.errors import ConfigError, InvalidInput, Unavailable
 from jisik.core.hashing import content_hash
 from jisik.core.logging import get_logger
 from jisik.core.types import Chunk, Document
@@ -25,6 +26,8 @@ from jisik.text.normalize import normalize
 from jisik.text.tokenize import KoreanTokenizer
 
 log = get_logger(__name__)
+# errors that say nothing about the document or object being processed (never dead-lettered)
+NOT_THE_OBJECTS_FAULT: tuple[type[BaseException], ...] = (Unavailable, ConfigError, MemoryError)
 Progress = Callable[[int, int], None]  # (documents done, chunks done)
 # (label, total) -> context yielding a Progress callback (the CLI passes a Rich progress bar)
 ProgressFactory = Callable[[str, int | None], AbstractContextManager[Progress]]
@@ -90,12 +93,15 @@ class Indexer:
     def index(
         self, collection: str, documents: Iterable[Document], *, sync: bool = False, note: str = "",
         progress: Progress | None = None, sync_prefixes: Sequence[str] | None = None,
+        keep_prefixes: Sequence[str] = (),
     ) -> IndexReport:
         """Index ``documents`` into ``collection`` as one new version.
 
         With ``sync``, existing documents missing from ``documents`` are deleted — all of them,
         or with ``sync_prefixes`` only those whose id starts with one of the prefixes (one
-        source's documents in a collection fed by several sources).
+        source's documents in a collection fed by several sources) — except the documents of
+        ``keep_prefixes`` (an id equal to one or under it + ``/``: an object left out of this batch).
+        A document that cannot be chunked is :class:`DocumentFailed` naming it and its lineage.
         """
         t0 = time.perf_counter()
         report = IndexReport(collection)
@@ -133,8 +139,9 @@ class Indexer:
                             extra={"collection": collection, "duplicates": duplicates})
             if sync:
                 prefixes = tuple(sync_prefixes) if sync_prefixes is not None else ("",)
+                kept = tuple(keep_prefixes)
                 for doc_id in sorted(existing.keys() - seen):
-                    if not doc_id.startswith(prefixes):
+                    if not doc_id.startswith(prefixes) or _under(doc_id, kept):
                         continue
                     batch.delete_document(doc_id)
                     report.deleted += 1
@@ -157,7 +164,15 @@ class Indexer:
         t = time.perf_counter()
         docs = [doc for doc, _ in todo]
         many = getattr(self.chunker, "chunk_many", None)  # batch sentence splitting when available
-        per_doc: list[list[Chunk]] = many(docs) if callable(many) else [self.chunker.chunk(d) for d in docs]
+        try:
+            per_doc: list[list[Chunk]] = many(docs) if callable(many) else [self.chunker.chunk(d) for d in docs]
+        except NOT_THE_OBJECTS_FAULT:
+            raise
+        except Exception as exc:
+            culprit = self._failing_document(docs)
+            if culprit is None:
+                raise
+            raise DocumentFailed(*culprit) from exc
         flat = [c for chunks in per_doc for c in chunks]
         timings["chunk"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -175,6 +190,33 @@ class Indexer:
             pos += n
         report.chunks_indexed += len(flat)
         timings["write"] += time.perf_counter() - t
+
+
+    def _failing_document(self, docs: Sequence[Document]) -> tuple[Document, Exception] | None:
+        """The first document the chunker fails on alone (after a whole group failed), with its error."""
+        for doc in docs:
+            try:
+                self.chunker.chunk(doc)
+            except Exception as exc:
+                return doc, exc
+        return None
+
+
+class DocumentFailed(InvalidInput):
+    """The chunker failed on one document; ``details`` name it and its landed object (``lineage_key``)."""
+
+    code = "document_failed"
+
+    def __init__(self, doc: Document, error: Exception) -> None:
+        super().__init__(
+            f"문서를 청크로 나눌 수 없습니다: {doc.doc_id}",
+            f"Cannot chunk document {doc.doc_id}: {type(error).__name__}: {error}",
+            details={"doc_id": doc.doc_id, "lineage_key": doc.metadata.get("lineage_key")},
+        )
+
+
+def _under(doc_id: str, prefixes: tuple[str, ...]) -> bool:
+    return any(doc_id == p or doc_id.startswith(p + "/") for p in prefixes)
 
 
 def _lexical_text(chunk: Chunk) -> str:

@@ -8,27 +8,28 @@ calls the runner's stage functions, closes the pipeline and returns a
 orchestrators that retry (Celery, Airflow): :class:`StageUnavailable` (a dependency was down, retrying
 later may help) or :class:`StageFailed`.
 
-:class:`ObservedPipeline` calls hooks before and after every stage (the CLI's progress display) and
-otherwise is the runner's ``Pipeline``: a whole run is always ``Pipeline.run``.
+Every job takes an optional stage hook (``on_stage``, see :data:`~jisik.pipeline.runner.StageHook`):
+the CLI's progress display, :func:`log_stage` (the scheduler, Airflow) and the Celery task state.
+A whole run is always ``Pipeline.run``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jisik.core.errors import JisikError, Unavailable
+from jisik.core.logging import get_logger
 from jisik.core.settings import Settings, get_settings
 from jisik.pipeline.config import PipelineConfig, load_pipeline_config
-from jisik.pipeline.runner import Pipeline, RunReport, StageReport
+from jisik.pipeline.runner import Pipeline, RunReport, StageHook, StageReport
 from jisik.pipeline.sources.base import new_run_id
 
+log = get_logger(__name__)
 ConfigRef = PipelineConfig | str | Path
-StageStart = Callable[[str, str], None]  # (stage, name)
-StageEnd = Callable[[StageReport], None]
 
 
 class StageFailed(JisikError):
@@ -44,43 +45,14 @@ class StageUnavailable(Unavailable):
     code = "stage_unavailable"
 
 
-class ObservedPipeline(Pipeline):
-    """A Pipeline that reports each stage's start and end to hooks (progress displays, logs)."""
-
-    def __init__(self, config: PipelineConfig, settings: Settings | None = None, *,
-                 on_start: StageStart | None = None, on_end: StageEnd | None = None) -> None:
-        super().__init__(config, settings)
-        self.on_start = on_start or (lambda stage, name: None)
-        self.on_end = on_end or (lambda rep: None)
-
-    # the runner's one extract step (``run`` and ``extract_and_land`` both go through it)
-    def _extract(self, report: RunReport, source_name: str) -> None:
-        self.on_start("extract", source_name)
-        super()._extract(report, source_name)
-        self.on_end(report.stages[-1])
-
-    def transfer_landed(self, report: RunReport | None = None) -> StageReport:
-        self.on_start("transfer", "landing->inbox")
-        rep = super().transfer_landed(report)
-        self.on_end(rep)
-        return rep
-
-    def index_delivered(self, report: RunReport | None = None, *, runtime: Any = None) -> list[StageReport]:
-        self.on_start("index", ", ".join(t.collection for t in self.config.targets) or "-")
-        reps = super().index_delivered(report, runtime=runtime)
-        for rep in reps:
-            self.on_end(rep)
-        return reps
-
-
 def as_config(config: ConfigRef) -> PipelineConfig:
     return config if isinstance(config, PipelineConfig) else load_pipeline_config(Path(config))
 
 
 @contextmanager
-def open_pipeline(config: ConfigRef, settings: Settings | None = None, *, on_start: StageStart | None = None,
-                  on_end: StageEnd | None = None) -> Iterator[ObservedPipeline]:
-    pipeline = ObservedPipeline(as_config(config), settings or get_settings(), on_start=on_start, on_end=on_end)
+def open_pipeline(config: ConfigRef, settings: Settings | None = None, *,
+                  on_stage: StageHook | None = None) -> Iterator[Pipeline]:
+    pipeline = Pipeline(as_config(config), settings or get_settings(), on_stage=on_stage)
     try:
         yield pipeline
     finally:
@@ -98,39 +70,48 @@ def finish_report(pipeline: Pipeline, report: RunReport) -> RunReport:
     return report
 
 
+def log_stage(rep: StageReport) -> None:
+    """A stage hook that logs each stage's end (the scheduler's and Airflow's progress)."""
+    if rep.status == "running":
+        return
+    level = log.error if rep.status == "failed" else log.info
+    level("pipeline stage finished", extra={"stage": rep.stage, "target": rep.name, "status": rep.status,
+                                            "counts": rep.counts, "seconds": rep.seconds})
+
+
 def run_job(config: ConfigRef, sources: list[str] | None = None, *, index: bool = True,
-            settings: Settings | None = None, runtime: Any = None, on_start: StageStart | None = None,
-            on_end: StageEnd | None = None) -> RunReport:
-    """The whole run: extract + land ``sources`` (default: all), transfer, index (``Pipeline.run``)."""
-    with open_pipeline(config, settings, on_start=on_start, on_end=on_end) as p:
+            settings: Settings | None = None, runtime: Any = None, on_stage: StageHook | None = None,
+            allow_shrink: bool = False) -> RunReport:
+    """The whole run: sweep, extract + land ``sources`` (default: all), transfer, index (``Pipeline.run``)."""
+    with open_pipeline(config, settings, on_stage=on_stage) as p:
         for name in sources or []:
             p.config.source(name)  # an unknown name is an error before anything runs
-        return p.run(sources, index=index, runtime=runtime)
+        return p.run(sources, index=index, runtime=runtime, allow_shrink=allow_shrink)
 
 
 def extract_job(config: ConfigRef, source: str, *, settings: Settings | None = None,
-                on_start: StageStart | None = None, on_end: StageEnd | None = None) -> RunReport:
+                on_stage: StageHook | None = None, allow_shrink: bool = False) -> RunReport:
     """Extract and land one source."""
-    with open_pipeline(config, settings, on_start=on_start, on_end=on_end) as p:
+    with open_pipeline(config, settings, on_stage=on_stage) as p:
         p.config.source(source)
         report = RunReport(new_run_id(), now_iso())
-        report.stages.append(p.extract_and_land(source, run_id=report.run_id))
+        report.stages.append(p.extract_and_land(source, run_id=report.run_id, allow_shrink=allow_shrink))
         return finish_report(p, report)
 
 
-def transfer_job(config: ConfigRef, *, settings: Settings | None = None, on_start: StageStart | None = None,
-                 on_end: StageEnd | None = None) -> RunReport:
+def transfer_job(config: ConfigRef, *, settings: Settings | None = None,
+                 on_stage: StageHook | None = None) -> RunReport:
     """Deliver every new landed object to the knowledge store's inbox."""
-    with open_pipeline(config, settings, on_start=on_start, on_end=on_end) as p:
+    with open_pipeline(config, settings, on_stage=on_stage) as p:
         report = RunReport(new_run_id(), now_iso())
         p.transfer_landed(report)
         return finish_report(p, report)
 
 
 def index_job(config: ConfigRef, *, settings: Settings | None = None, runtime: Any = None,
-              on_start: StageStart | None = None, on_end: StageEnd | None = None) -> RunReport:
+              on_stage: StageHook | None = None) -> RunReport:
     """Index what was delivered, one new version per target collection (the retriever batch)."""
-    with open_pipeline(config, settings, on_start=on_start, on_end=on_end) as p:
+    with open_pipeline(config, settings, on_stage=on_stage) as p:
         report = RunReport(new_run_id(), now_iso())
         p.index_delivered(report, runtime=runtime)
         return finish_report(p, report)

@@ -181,16 +181,23 @@ def run_record_key(source: str, run_id: str) -> str:
     return f"raw/{source}/{RUNS_DIR}/{run_id}.json"
 
 
+def object_rows(row_count: int | None) -> int:
+    """What an object counts for in a run's size: its rows; a document without rows counts as one."""
+    return 1 if row_count is None else row_count
+
+
 def write_run_record(store: ObjectStore, source: str, run_id: str, manifests: list[Manifest], *,
                      incremental: bool) -> str:
     """Record the complete set of objects one run of ``source`` produced (reused duplicates too).
 
     A full extract's record is what the knowledge-store batch keeps (documents of that source
-    outside it are deleted); an incremental source's record is informational.
+    outside it are deleted); an incremental source's record is informational. ``rows`` (see
+    :func:`object_rows`) is what the next full extract is compared with (:mod:`~jisik.pipeline.shrink`).
     """
     record = {"source": source, "run_id": run_id, "incremental": incremental,
               "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "manifests": [m.manifest_key for m in manifests]}
+              "manifests": [m.manifest_key for m in manifests],
+              "rows": sum(object_rows(m.row_count) for m in manifests)}
     key = run_record_key(source, run_id)
     store.put_bytes(key, json.dumps(record, ensure_ascii=False).encode("utf-8"), content_type="application/json")
     return key
@@ -206,3 +213,11 @@ def latest_run_record(store: ObjectStore, source: str) -> dict[str, Any] | None:
     except ValueError as exc:
         raise CorruptData(f"실행 기록을 읽을 수 없습니다: {keys[-1]}", f"Corrupt run record {keys[-1]}: {exc}") from exc
     return record
+
+
+def record_rows(store: ObjectStore, record: dict[str, Any]) -> int:
+    """The ``rows`` of a run record (read from its manifests for a record written before it had them)."""
+    rows = record.get("rows")
+    if isinstance(rows, int):
+        return rows
+    return sum(object_rows(read_manifest(store, key).row_count) for key in record.get("manifests", []))

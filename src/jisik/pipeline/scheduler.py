@@ -1,7 +1,8 @@
 """The embedded scheduler (one machine): APScheduler 3 runs the pipeline's ``schedules`` in-process.
 
 One cron job per ``schedules`` entry (five crontab fields in the entry's time zone); each firing is
-``Pipeline.run(sources=entry.sources)`` through :func:`jisik.pipeline.jobs.run_job`.
+``Pipeline.run(sources=entry.sources)`` through :func:`jisik.pipeline.jobs.run_job`, each stage's end logged
+(:func:`~jisik.pipeline.jobs.log_stage`).
 
 * **No overlap**: every job has ``max_instances=1`` and ``coalesce=True`` (a run still going when the
   next firing comes makes that firing a no-op; firings missed while the process was down collapse into
@@ -34,7 +35,7 @@ from jisik.core.errors import ConfigError, Conflict
 from jisik.core.logging import get_logger
 from jisik.core.settings import Settings, get_settings
 from jisik.pipeline.config import PipelineConfig, Schedule
-from jisik.pipeline.jobs import ConfigRef, as_config, run_job
+from jisik.pipeline.jobs import ConfigRef, as_config, log_stage, run_job
 
 log = get_logger(__name__)
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -125,7 +126,7 @@ class PipelineScheduler:
 
     def run_sources(self, sources: list[str]) -> str:
         """One scheduled run (the job function); returns the run's status."""
-        report = run_job(self.config, sources, settings=self.settings, runtime=self.runtime)
+        report = run_job(self.config, sources, settings=self.settings, runtime=self.runtime, on_stage=log_stage)
         level = log.info if report.status == "ok" else log.error
         level("scheduled pipeline run finished", extra={"run_id": report.run_id, "status": report.status,
                                                          "sources": len(sources)})

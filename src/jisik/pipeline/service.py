@@ -8,9 +8,13 @@
   A message is acknowledged only after its objects were delivered (at-least-once).
 * :func:`event_job`: the same for the events of one message (the Celery task ``handle_s3_event``).
 
-A round that did something is saved as a run report; an index stage that failed is retried with a
-growing pause (up to ``max_backoff_s``) unless new objects arrive, so a broken object does not turn
-into a failed report every poll.
+A round that did something is saved as a run report. Failures back off instead of spinning: an index
+stage that failed is retried after a growing pause unless new objects arrive (a poisoned object is
+dead-lettered by the stage, so the next batch goes on without it); a failing landing store slows the
+watcher's polls down; an unreachable broker or receipt database (:class:`Unavailable`) makes the
+consumer wait and reconnect (``--exit-when-idle`` fails at once instead). Every pause doubles up to
+``max_backoff_s`` (default ``JISIK_PIPELINE_MAX_BACKOFF_S``) and returns to normal after a success;
+``wait``/``clock`` are injectable so tests never sleep.
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from jisik.core.errors import Unavailable
 from jisik.core.logging import get_logger
 from jisik.core.settings import Settings
 from jisik.pipeline.events.s3format import ObjectEvent
-from jisik.pipeline.jobs import ConfigRef, ObservedPipeline, finish_report, now_iso, open_pipeline
-from jisik.pipeline.runner import RunReport, StageReport
+from jisik.pipeline.jobs import ConfigRef, finish_report, now_iso, open_pipeline
+from jisik.pipeline.runner import Pipeline, RunReport, StageHook, StageReport
 from jisik.pipeline.sources.base import new_run_id
-from jisik.pipeline.transfer import Transfer
+from jisik.pipeline.transfer import Transfer, backoff_s
 
 log = get_logger(__name__)
 OnReport = Callable[[RunReport], None]
+Wait = Callable[[float], object]  # sleeps (interruptibly): stop.wait by default
 
 
 class EventConsumer(Protocol):
@@ -67,35 +73,53 @@ class EventDelivery:
 
 
 @dataclass
-class _IndexBackoff:
-    """Skip re-indexing after a failure for a growing pause, unless something new was delivered."""
+class Backoff:
+    """Consecutive failures -> a pause of ``base_s * 2**failures`` capped at ``max_s`` (``base_s`` after none)."""
 
     base_s: float
     max_s: float
+    clock: Callable[[], float] = time.monotonic
     failures: int = 0
     not_before: float = 0.0
 
-    def due(self, new_objects: bool) -> bool:
-        return new_objects or time.monotonic() >= self.not_before
+    @property
+    def pause_s(self) -> float:
+        return backoff_s(self.base_s, self.failures, max(self.max_s, self.base_s))
+
+    def failed(self) -> float:
+        """Count a failure; returns the pause before the next attempt."""
+        self.failures += 1
+        self.not_before = self.clock() + self.pause_s
+        return self.pause_s
+
+    def succeeded(self) -> None:
+        self.failures, self.not_before = 0, 0.0
+
+    def due(self, new_objects: bool = False) -> bool:
+        """Time for the next attempt (at once when something new arrived)."""
+        return new_objects or self.clock() >= self.not_before
 
     def record(self, reports: list[StageReport]) -> None:
         if any(r.status == "failed" for r in reports):
-            self.failures += 1
-            self.not_before = time.monotonic() + min(self.max_s, self.base_s * 2 ** self.failures)
+            self.failed()
         else:
-            self.failures, self.not_before = 0, 0.0
+            self.succeeded()
 
 
-def _index_if_pending(p: ObservedPipeline, report: RunReport, backoff: _IndexBackoff, new_objects: bool,
-                      runtime: Any) -> None:
-    if p.receipts.pending(limit=1) and backoff.due(new_objects):
+def _index_if_pending(p: Pipeline, report: RunReport, backoff: Backoff, new_objects: bool, runtime: Any) -> None:
+    try:
+        waiting = bool(p.receipts.pending(limit=1))
+    except Unavailable as exc:  # the receipt database is down: the next round tries again
+        log.warning("receipts unavailable; indexing later", extra={"error": exc.message_en})
+        return
+    if waiting and backoff.due(new_objects):
         backoff.record(p.index_delivered(report, runtime=runtime))
 
 
 def event_job(config: ConfigRef, events: Iterable[ObjectEvent], *, index: bool = True,
-              settings: Settings | None = None, runtime: Any = None) -> RunReport:
+              settings: Settings | None = None, runtime: Any = None, on_stage: StageHook | None = None) -> RunReport:
     """Deliver the objects named by ``events`` and index what is pending (one saved run report)."""
-    with open_pipeline(config, settings) as p:
+    with open_pipeline(config, settings, on_stage=on_stage) as p:
         report = RunReport(new_run_id(), now_iso())
         delivery = EventDelivery(p.transfer())
         for event in events:
@@ -108,18 +132,21 @@ def event_job(config: ConfigRef, events: Iterable[ObjectEvent], *, index: bool =
 
 def watch_loop(config: ConfigRef, *, interval_s: float = 2.0, stop: threading.Event | None = None,
                max_rounds: int | None = None, settings: Settings | None = None, runtime: Any = None,
-               on_report: OnReport | None = None, max_backoff_s: float = 300.0) -> int:
+               on_report: OnReport | None = None, max_backoff_s: float | None = None, wait: Wait | None = None,
+               clock: Callable[[], float] = time.monotonic) -> int:
     """Poll, transfer and index until ``stop`` is set (or ``max_rounds`` polls); returns objects delivered."""
     stop = stop or threading.Event()
-    backoff = _IndexBackoff(interval_s, max_backoff_s)
-    delivered = rounds = transfer_failures = 0
+    pause = wait or stop.wait
+    delivered = rounds = 0
     with open_pipeline(config, settings) as p:
+        cap = p.settings.pipeline_max_backoff_s if max_backoff_s is None else max_backoff_s
+        index_backoff, polls = Backoff(interval_s, cap, clock), Backoff(interval_s, cap, clock)
         while not stop.is_set():
             report = RunReport(new_run_id(), now_iso())
             rep = p.transfer_landed(report)
             fresh = int(rep.counts.get("delivered", 0))
             delivered += fresh
-            _index_if_pending(p, report, backoff, fresh > 0, runtime)
+            _index_if_pending(p, report, index_backoff, fresh > 0, runtime)
             if fresh or rep.status == "failed" or len(report.stages) > 1:
                 finish_report(p, report)
                 if on_report:
@@ -127,34 +154,57 @@ def watch_loop(config: ConfigRef, *, interval_s: float = 2.0, stop: threading.Ev
             rounds += 1
             if max_rounds is not None and rounds >= max_rounds:
                 break
-            # the landing store is failing: wait longer each time instead of a failed report every poll
-            transfer_failures = transfer_failures + 1 if rep.status == "failed" and not fresh else 0
-            stop.wait(min(max_backoff_s, interval_s * 2 ** transfer_failures))
+            # the landing store is failing: poll less often each time instead of a failed report every poll
+            if rep.status == "failed" and not fresh:
+                polls.failed()
+            else:
+                polls.succeeded()
+            pause(polls.pause_s)
     return delivered
 
 
 def consume_loop(config: ConfigRef, consumer: EventConsumer, *, batch: int = 100, idle_s: float = 2.0,
                  stop: threading.Event | None = None, exit_when_idle: bool = False,
                  settings: Settings | None = None, runtime: Any = None, on_report: OnReport | None = None,
-                 max_backoff_s: float = 300.0) -> int:
-    """Consume notifications in batches, index after each batch; returns the number of messages acked."""
+                 max_backoff_s: float | None = None, wait: Wait | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> int:
+    """Consume notifications in batches, index after each batch; returns the number of messages acked.
+
+    An unreachable broker or receipt database (:class:`Unavailable`) is waited out with a growing
+    pause and the consumer reconnects, unless ``exit_when_idle`` (then it is raised).
+    """
     stop = stop or threading.Event()
-    backoff = _IndexBackoff(idle_s, max_backoff_s)
+    pause = wait or stop.wait
     total = 0
     with open_pipeline(config, settings) as p:
+        cap = p.settings.pipeline_max_backoff_s if max_backoff_s is None else max_backoff_s
+        index_backoff, outage = Backoff(idle_s, cap, clock), Backoff(idle_s, cap, clock)
         transfer = p.transfer()
         while not stop.is_set():
             report = RunReport(new_run_id(), now_iso())
             delivery = EventDelivery(transfer)
-            n = consumer.consume(delivery, max_messages=batch, idle_timeout_s=idle_s, stop=stop)
+            failure: Unavailable | None = None
+            try:
+                n = consumer.consume(delivery, max_messages=batch, idle_timeout_s=idle_s, stop=stop)
+            except Unavailable as exc:
+                if exit_when_idle:
+                    raise
+                failure, n = exc, 0
             total += n
-            if delivery.handled:
+            if delivery.handled:  # also before a failure: what was delivered is indexed
                 report.stages.append(delivery.finish())
-            _index_if_pending(p, report, backoff, delivery.handled, runtime)
+            _index_if_pending(p, report, index_backoff, delivery.handled, runtime)
             if report.stages:
                 finish_report(p, report)
                 if on_report:
                     on_report(report)
+            if failure is not None:
+                delay = outage.failed()
+                log.warning("event consumer unavailable; reconnecting",
+                            extra={"error": failure.message_en, "failures": outage.failures, "retry_in_s": delay})
+                pause(delay)
+                continue
+            outage.succeeded()
             if n == 0 and exit_when_idle:
                 break
     log.info("event consumer stopped", extra={"messages": total})

@@ -14,14 +14,16 @@ as the CLI and the scheduler (:mod:`jisik.pipeline.jobs`), so each run is saved 
 worker's ``JISIK_HOME``. Messages are JSON only (no pickle). ``acks_late``: a task is acknowledged after it
 finished, so a worker that dies mid-task leaves it to be redelivered — safe, as every stage is idempotent.
 A stage that failed because a dependency was unavailable is retried with exponential backoff and jitter;
-any other failure fails the task (the run report says why).
+any other failure fails the task (the run report says why). While a task runs, its state is ``PROGRESS``
+with the current stage as meta (``{"stage", "name", "status", "counts"}``, from the runner's stage hook)
+when the app has a result backend.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, chain, group
+from celery import Celery, Task, chain, group
 from celery.backends.base import DisabledBackend
 from celery.canvas import Signature
 from celery.exceptions import ImproperlyConfigured
@@ -34,6 +36,7 @@ from jisik.core.logging import configure_logging
 from jisik.core.settings import get_settings
 from jisik.pipeline.events.s3format import parse_s3_event
 from jisik.pipeline.jobs import extract_job, index_job, raise_for_failure, run_job, transfer_job
+from jisik.pipeline.runner import StageHook, StageReport
 
 TASK_PREFIX = "jisik.pipeline."
 
@@ -77,40 +80,52 @@ app = make_app(settings)
 _RETRY: dict[str, Any] = {
     "autoretry_for": (Unavailable,), "retry_backoff": settings.retry_backoff_s,
     "retry_backoff_max": settings.retry_backoff_max_s, "retry_jitter": True, "max_retries": settings.max_retries,
-    "acks_late": True,
+    "acks_late": True, "bind": True,
 }
 
 
+def progress_hook(task: Task) -> StageHook:
+    """A stage hook publishing each stage as the task's ``PROGRESS`` state (no-op without a result backend)."""
+
+    def hook(rep: StageReport) -> None:
+        if task.request.id is None or isinstance(task.backend, DisabledBackend):
+            return
+        task.update_state(state="PROGRESS", meta={"stage": rep.stage, "name": rep.name, "status": rep.status,
+                                                  "counts": rep.counts})
+
+    return hook
+
+
 @app.task(name=TASK_PREFIX + "extract_source", **_RETRY)
-def extract_source(config_path: str, source: str) -> dict[str, Any]:
+def extract_source(self: Task, config_path: str, source: str) -> dict[str, Any]:
     """Extract + land one source; returns the run report."""
-    return raise_for_failure(extract_job(config_path, source)).to_dict()
+    return raise_for_failure(extract_job(config_path, source, on_stage=progress_hook(self))).to_dict()
 
 
 @app.task(name=TASK_PREFIX + "transfer", **_RETRY)
-def transfer(config_path: str) -> dict[str, Any]:
+def transfer(self: Task, config_path: str) -> dict[str, Any]:
     """Deliver every new landed object to the knowledge store's inbox."""
-    return raise_for_failure(transfer_job(config_path)).to_dict()
+    return raise_for_failure(transfer_job(config_path, on_stage=progress_hook(self))).to_dict()
 
 
 @app.task(name=TASK_PREFIX + "index", **_RETRY)
-def index(config_path: str) -> dict[str, Any]:
+def index(self: Task, config_path: str) -> dict[str, Any]:
     """Index what was delivered (one new version per target collection)."""
-    return raise_for_failure(index_job(config_path)).to_dict()
+    return raise_for_failure(index_job(config_path, on_stage=progress_hook(self))).to_dict()
 
 
 @app.task(name=TASK_PREFIX + "run_pipeline", **_RETRY)
-def run_pipeline(config_path: str, sources: list[str] | None = None) -> dict[str, Any]:
-    """The whole run (extract + land ``sources`` or all, transfer, index) in one task."""
-    return raise_for_failure(run_job(config_path, sources)).to_dict()
+def run_pipeline(self: Task, config_path: str, sources: list[str] | None = None) -> dict[str, Any]:
+    """The whole run (sweep, extract + land ``sources`` or all, transfer, index) in one task."""
+    return raise_for_failure(run_job(config_path, sources, on_stage=progress_hook(self))).to_dict()
 
 
 @app.task(name=TASK_PREFIX + "handle_s3_event", **_RETRY)
-def handle_s3_event(config_path: str, message: dict[str, Any] | str) -> dict[str, Any]:
+def handle_s3_event(self: Task, config_path: str, message: dict[str, Any] | str) -> dict[str, Any]:
     """Deliver the objects of one S3 ObjectCreated notification, then index them."""
     from jisik.pipeline.service import event_job
 
-    return raise_for_failure(event_job(config_path, parse_s3_event(message))).to_dict()
+    return raise_for_failure(event_job(config_path, parse_s3_event(message), on_stage=progress_hook(self))).to_dict()
 
 
 def pipeline_chain(config_path: str, sources: list[str], *, app: Celery = app, queue: str | None = None) -> Signature:

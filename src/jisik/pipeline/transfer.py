@@ -24,6 +24,7 @@ it, then record a receipt.
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 from jisik.core.errors import Conflict, CorruptData, InvalidInput, NotFound
 from jisik.core.hashing import sha256_file
 from jisik.core.logging import get_logger
+from jisik.core.settings import Settings
 from jisik.pipeline.events.s3format import ObjectEvent
 from jisik.pipeline.landing import INDEX_DIR, is_manifest_key, manifest_key_for, read_manifest
 from jisik.pipeline.manifest import MANIFEST_SUFFIX, Manifest
@@ -44,6 +46,15 @@ log = get_logger(__name__)
 _PERMANENT = (InvalidInput, Conflict)
 
 
+def backoff_s(initial_s: float, n: int, max_s: float, factor: float = 2.0) -> float:
+    """``initial_s * factor**n`` capped at ``max_s``, for any ``n`` (a long outage never overflows)."""
+    if initial_s <= 0 or max_s <= 0:
+        return 0.0
+    if factor <= 1.0 or initial_s >= max_s:
+        return min(initial_s, max_s)
+    return max_s if n >= math.log(max_s / initial_s, factor) else initial_s * factor**n
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -52,9 +63,15 @@ class RetryPolicy:
     max_delay_s: float = 60.0
     jitter: float = 0.1  # +- this fraction of the delay, so retrying workers spread out
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """``JISIK_PIPELINE_RETRY_ATTEMPTS`` / ``_INITIAL_S`` / ``_MAX_S``."""
+        return cls(max_attempts=settings.pipeline_retry_attempts, initial_delay_s=settings.pipeline_retry_initial_s,
+                   max_delay_s=settings.pipeline_retry_max_s)
+
     def delay(self, failed_attempt: int) -> float:
         """Seconds to wait after the ``failed_attempt``-th failure (1-based)."""
-        base = min(self.max_delay_s, self.initial_delay_s * self.factor ** (failed_attempt - 1))
+        base = backoff_s(self.initial_delay_s, failed_attempt - 1, self.max_delay_s, self.factor)
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
 
 

@@ -31,14 +31,16 @@ def _top_title(collection: str, query: str) -> str:
         rt.close()
 
 
-def test_the_example_pipeline_runs_and_then_runs_incrementally(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JISIK_EXAMPLE_DIR", str(EXAMPLE))
+def test_the_example_pipeline_runs_and_then_runs_incrementally(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # anywhere: the guides folder is relative to demo.yaml
     warehouse = _warehouse_module()
     path = warehouse.default_path()
     assert path == get_settings().home / "examples" / "warehouse.sqlite3"
     assert warehouse.make_warehouse(path) == 6
     config = load_pipeline_config(EXAMPLE / "demo.yaml")
     assert [s.name for s in config.sources] == ["benefit-events", "guides"]
+    assert config.sources[1].paths == [str(EXAMPLE / "docs")]  # type: ignore[union-attr]
     assert len(PipelineScheduler(config, get_settings()).planned()) == 2
 
     report = run_job(config)

@@ -200,10 +200,14 @@ def test_a_failed_index_batch_publishes_nothing(tmp_path: Path, good: dict[str, 
     assert stage(report, "extract", "products").status == "ok"
     rep = stage(report, "index", "products")
     assert rep.status == "failed" and rep.error is not None
-    assert rep.error["type"] == "InvalidInput" and "products/products/code=C0001" in rep.error["message_en"]
+    # detected only at index time (duplicate row keys): the object becomes a dead letter with the error
+    assert rep.error["type"] == "ObjectDeadLettered" and rep.error["details"]["error"] == "InvalidInput"
+    assert "products/products/code=C0001" in rep.error["message_en"]
     assert HANGUL.search(rep.error["message_ko"])
     assert versions(p, "products") == [1]  # the half-written batch was never published
-    assert len(p.receipts.pending()) == 1  # the object waits for the next successful batch
+    [dead] = p.transfer().dead_letters()
+    assert p.receipts.pending() == [] and dead.source == "products"
+    assert dead.last_error is not None and dead.last_error.startswith("index: InvalidInput")
 
     execute(url, "UPDATE products SET code = 'C0290' WHERE id = 290")
     fixed = p.run(runtime=runtime)

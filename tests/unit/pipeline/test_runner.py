@@ -49,6 +49,10 @@ def index_stage(report):  # type: ignore[no-untyped-def]
     return next(s for s in report.stages if s.stage == "index")
 
 
+def extract_stage(report):  # type: ignore[no-untyped-def]
+    return next(s for s in report.stages if s.stage == "extract")
+
+
 def test_first_run_indexes_and_an_unchanged_rerun_is_a_no_op(tmp_path: Path, runtime: RunnerRuntime) -> None:
     url = warehouse(tmp_path / "wh.db", [product(i) for i in range(30)])
     p = make_pipeline(tmp_path / "home", [sql_source("products", url)], PRODUCTS)
@@ -60,7 +64,7 @@ def test_first_run_indexes_and_an_unchanged_rerun_is_a_no_op(tmp_path: Path, run
 
     again = p.run(runtime=runtime)
     assert again.status == "ok"
-    extract = again.stages[0].counts
+    extract = extract_stage(again).counts
     assert (extract["landed"], extract["unchanged"], extract["rows"]) == (0, 1, 30)
     ix = index_stage(again).counts
     assert (ix["version"], ix["added"], ix["updated"], ix["deleted"], ix["unchanged"]) == (1, 0, 0, 0, 30)
@@ -103,7 +107,7 @@ def test_incremental_cursor_source_indexes_new_rows_only(tmp_path: Path, runtime
     execute(url, "INSERT INTO products VALUES (?, ?, ?, ?)", product(7))
 
     second = p.run(runtime=runtime)
-    assert second.stages[0].counts["rows"] == 2
+    assert extract_stage(second).counts["rows"] == 2
     ix = index_stage(second).counts
     assert (ix["added"], ix["updated"], ix["deleted"], ix["unchanged"]) == (2, 0, 0, 0)
     docs = {c.doc_id: c for c in chunks_of(p, "products")}
@@ -113,7 +117,7 @@ def test_incremental_cursor_source_indexes_new_rows_only(tmp_path: Path, runtime
     assert cursor is not None and (cursor.value, cursor.run_id) == ("7", second.run_id)
 
     third = p.run(runtime=runtime)  # nothing new: no object, nothing indexed
-    assert third.stages[0].counts["objects"] == 0 and index_stage(third).status == "skipped"
+    assert extract_stage(third).counts["objects"] == 0 and index_stage(third).status == "skipped"
 
 
 def test_newest_extraction_wins_when_several_runs_are_pending(tmp_path: Path, runtime: RunnerRuntime) -> None:
@@ -180,7 +184,7 @@ def test_run_reports_are_written_and_listed(tmp_path: Path, runtime: RunnerRunti
     saved = json.loads((tmp_path / "home" / "pipeline" / "runs" / f"{first.run_id}.json").read_text("utf-8"))
     assert saved == json.loads(json.dumps(first.to_dict()))
     assert saved["status"] == "ok" and saved["finished_at"]
-    assert [s["stage"] for s in saved["stages"]] == ["extract", "transfer", "index"]
+    assert [s["stage"] for s in saved["stages"]] == ["sweep", "extract", "transfer", "index"]
     assert [r["run_id"] for r in p.reports()] == [second.run_id, first.run_id]  # newest first
     assert [r["run_id"] for r in p.reports(limit=1)] == [second.run_id]
 
@@ -195,8 +199,10 @@ def test_temp_dirs_of_killed_runs_are_swept(tmp_path: Path, runtime: RunnerRunti
     old = time.time() - 2 * 24 * 3600
     for path in (stale / "x" / "f.csv", stale / "x", stale):
         os.utime(path, (old, old))
-    p.run(runtime=runtime)
+    sweep = p.run(runtime=runtime).stages[0]
     assert not stale.exists() and fresh.exists()
+    assert (sweep.stage, sweep.status, sweep.counts["work_dirs"], sweep.details) == (
+        "sweep", "ok", 1, {"work_dirs": ["staging-dead"]})
 
 
 def test_sync_on_an_incremental_source_is_a_config_error(tmp_path: Path) -> None:

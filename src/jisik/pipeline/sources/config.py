@@ -37,6 +37,11 @@ class _Config(BaseModel):
     name: str = Field(description="source name: lowercase letters, digits, '-', '_' (used in object keys)")
     allow_schema_drift: bool = Field(False, description="accept a dropped column or a changed column type "
                                                         "(default: the run's extract stage fails; see schema_drift)")
+    allow_shrink: bool = Field(False, description="accept a full extract that is empty or far smaller than the "
+                                                  "previous one (default: refused before landing; see shrink)")
+    min_rows_pct: float = Field(0.0, ge=0.0, le=100.0,
+                                description="a full extract with fewer rows than this percentage of the previous "
+                                            "run's is refused (0: only an empty one after a non-empty one)")
 
     @field_validator("name")
     @classmethod
