@@ -78,36 +78,9 @@ def version() -> None:
     console.print(f"jisik {__version__}")
 
 
-def load_documents(path: Path, fmt: str) -> tuple[list[Any], str]:
-    """Documents from a file or folder, and the chunker kind that suits them."""
-    from jisik.eval.autorag import load_corpus
-    from jisik.pipeline.loaders import load_faq_pickle, load_jsonl_documents, load_text_files
-
-    if not path.exists():
-        raise InvalidInput(f"경로가 없습니다: {path}", f"Path does not exist: {path}")
-    if fmt == "auto":
-        if path.suffix == ".pkl":
-            fmt = "faq-pickle"
-        elif path.suffix == ".parquet":
-            fmt = "autorag"
-        elif path.suffix == ".jsonl":
-            fmt = "jsonl"
-        else:
-            fmt = "text"
-    if fmt == "faq-pickle":
-        return load_faq_pickle(path), "whole"
-    if fmt == "autorag":
-        return load_corpus(path), "page"
-    if fmt == "jsonl":
-        docs = load_jsonl_documents(path)
-        return docs, ("whole" if docs and docs[0].metadata.get("kind") == "faq" else "sentence")
-    if fmt == "text":
-        return load_text_files(path), "sentence"
-    raise InvalidInput(f"알 수 없는 형식: {fmt}", f"Unknown format {fmt}; use auto, faq-pickle, autorag, jsonl, text")
-
-
 def ingest_path(rt: Any, path: Path, collection: str, fmt: str = "auto", chunker: str | None = None,
                 sync: bool = False, note: str = "") -> Any:
+    from jisik.pipeline.loaders import load_documents
     from jisik.text.chunking import make_chunker
 
     docs, default_chunker = load_documents(path, fmt)

@@ -83,7 +83,7 @@ class JobStore:
 
 def run_job(job: IngestJob, runtime: Any, jobs: JobStore) -> IngestJob:
     """Run ``job`` to its end with ``runtime`` (a :class:`jisik.runtime.Runtime`); never raises."""
-    from jisik.cli import load_documents  # the CLI's format detection, shared with `jisik ingest`
+    from jisik.pipeline.loaders import load_documents  # the format detection of `jisik ingest`
     from jisik.text.chunking import make_chunker
 
     job.status, job.started_at = "running", now_utc().isoformat()

@@ -122,3 +122,30 @@ def load_text_files(root: Path, patterns: tuple[str, ...] = ("*.md", "*.txt")) -
         docs.append(Document(doc_id=rel, text=body, title=title, source_uri=p.resolve().as_uri(),
                              metadata=scalars))
     return docs
+
+
+def load_documents(path: Path, fmt: str) -> tuple[list[Document], str]:
+    """Documents from a file or folder, and the chunker kind that suits them."""
+    from jisik.eval.autorag import load_corpus
+
+    if not path.exists():
+        raise InvalidInput(f"경로가 없습니다: {path}", f"Path does not exist: {path}")
+    if fmt == "auto":
+        if path.suffix == ".pkl":
+            fmt = "faq-pickle"
+        elif path.suffix == ".parquet":
+            fmt = "autorag"
+        elif path.suffix == ".jsonl":
+            fmt = "jsonl"
+        else:
+            fmt = "text"
+    if fmt == "faq-pickle":
+        return load_faq_pickle(path), "whole"
+    if fmt == "autorag":
+        return load_corpus(path), "page"
+    if fmt == "jsonl":
+        docs = load_jsonl_documents(path)
+        return docs, ("whole" if docs and docs[0].metadata.get("kind") == "faq" else "sentence")
+    if fmt == "text":
+        return load_text_files(path), "sentence"
+    raise InvalidInput(f"알 수 없는 형식: {fmt}", f"Unknown format {fmt}; use auto, faq-pickle, autorag, jsonl, text")
