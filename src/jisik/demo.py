@@ -1,5 +1,6 @@
 """The demo knowledge base: bundled public-domain Supreme Court judgments and jisik's own guide,
-indexed into the ``demo`` collection (incrementally: a second run costs almost nothing)."""
+indexed into the ``demo`` collection (incrementally: a second run costs almost nothing), and the
+made-up card / deposit event tables of the marketing app (scene01) in the ``marketing`` collection."""
 
 from __future__ import annotations
 
@@ -32,4 +33,9 @@ def build_demo(rt: Any, progress: ProgressFactory | None = None) -> list[IndexRe
     docs = demo_documents()
     indexer = rt.indexer(make_chunker("sentence"))
     with progress_or_none(progress, "데모 지식베이스 색인", len(docs)) as update:
-        return [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo", progress=update)]
+        reports = [indexer.index(DEMO_COLLECTION, docs, sync=True, note="demo", progress=update)]
+    # scene01 (the marketing app): the bundled card / deposit event tables -> the marketing collection
+    from jisik.apps.marketing.knowledge import ingest_marketing
+
+    reports.append(ingest_marketing(rt, collection=rt.settings.scene01_collection, progress=progress))
+    return reports

@@ -25,7 +25,7 @@ from jisik import __version__
 from jisik.api.deps import ApiState
 from jisik.api.errors import install_error_handlers
 from jisik.api.ingest_jobs import IngestQueue
-from jisik.api.routes import admin, chat, feedback, health, ingest, metrics, query, sessions
+from jisik.api.routes import admin, admin_ui, chat, feedback, health, ingest, metrics, query, scene01, sessions, ui
 from jisik.api.security import Auth, BodyLimitMiddleware, RateLimiter, rate_limit_url
 from jisik.api.telemetry import Metrics, RequestContextMiddleware
 from jisik.apps.base import APPS
@@ -36,6 +36,7 @@ from jisik.models.llm.base import LLMProvider
 from jisik.rag.chat import ChatService
 from jisik.runtime import Runtime
 from jisik.stores.conversations import ConversationStores, open_conversation_stores
+from jisik.web import install_ui
 
 log = get_logger("jisik.api")
 
@@ -132,8 +133,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app = FastAPI(title="jisik API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    for module in (health, query, chat, feedback, sessions, admin, ingest, metrics):
+    for module in (health, query, chat, feedback, sessions, ui, admin, admin_ui, ingest, metrics):
         app.include_router(module.router)
+    app.include_router(scene01.router)  # POST /api/v1/scene01/generate (seed 000, the marketing app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes,
                        upload_paths=(ingest.UPLOAD_PATH,), max_upload_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                            allow_credentials=not any_origin, allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "Retry-After"])
+    install_ui(app)  # /ui/ (chat) and /ui/admin/ (dashboard); browsers asking for / go to /ui/
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
     return app
 

@@ -35,7 +35,7 @@ from jisik.core.logging import get_logger
 from jisik.core.settings import Settings
 from jisik.core.types import Hit
 from jisik.models.llm.base import ChatMessage, LLMProvider, Usage
-from jisik.models.llm.extractive import EXTRACTIVE_LABEL_EN, EXTRACTIVE_LABEL_KO
+from jisik.models.llm.extractive import provider_info
 from jisik.rag.chat_types import ChatEvent, ChatRequest, ChatResult, Outcome, error_data
 from jisik.rag.citations import CitationCheck, check_citations, cited_hits, nothing_relevant
 from jisik.rag.history import PreparedHistory, prepare_history
@@ -105,11 +105,7 @@ class ChatService:
         self._versions.pop(collection, None)
 
     def provider_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": self.llm.name, "model": self.llm.model_id, "kind": self.llm.kind}
-        if self.llm.kind == "extractive":
-            info["label_ko"] = getattr(self.llm, "label_ko", EXTRACTIVE_LABEL_KO)
-            info["label_en"] = getattr(self.llm, "label_en", EXTRACTIVE_LABEL_EN)
-        return info
+        return provider_info(self.llm)
 
     def _resolve_app(self, req: ChatRequest, session: Session | None) -> App:
         if req.app:

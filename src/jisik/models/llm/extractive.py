@@ -12,16 +12,34 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 from jisik.core.types import Hit
 from jisik.rag.extractive import extractive_answer
 from jisik.text.tokenize import KoreanTokenizer, get_tokenizer
 
-from .base import ChatMessage, CompletesFromStream, ProviderKind, TokenStream, Usage, last_user_message
+from .base import (
+    ChatMessage,
+    CompletesFromStream,
+    LLMProvider,
+    ProviderKind,
+    TokenStream,
+    Usage,
+    last_user_message,
+)
 
 EXTRACTIVE_MODEL_ID = "jisik/extractive"
 EXTRACTIVE_LABEL_KO = "추출형 답변: LLM 없이 문서의 문장을 그대로 인용했습니다."
 EXTRACTIVE_LABEL_EN = "Extractive answer: sentences quoted from the documents, no LLM."
+
+
+def provider_info(llm: LLMProvider) -> dict[str, Any]:
+    """What a response says about the provider that wrote it (extractive answers are labelled)."""
+    info: dict[str, Any] = {"name": llm.name, "model": llm.model_id, "kind": llm.kind}
+    if llm.kind == "extractive":
+        info["label_ko"] = getattr(llm, "label_ko", EXTRACTIVE_LABEL_KO)
+        info["label_en"] = getattr(llm, "label_en", EXTRACTIVE_LABEL_EN)
+    return info
 
 _WORD = re.compile(r"\s*\S+")
 
