@@ -283,12 +283,14 @@ class ChatLogConformance:
         utc = chatlogs.trends(since=T0.replace(hour=0, minute=0), until=T0.replace(hour=0, minute=0) + timedelta(days=3))
         assert [(p.start.date().isoformat(), p.questions) for p in utc] == [
             ("2024-03-01", 9), ("2024-03-02", 2), ("2024-03-03", 0)]
+        assert [p.conversations for p in utc] == [4, 2, 0]  # s0-s3 on the 1st; s1 and "anon" on the 2nd
         seoul = ZoneInfo("Asia/Seoul")
         kst = chatlogs.trends(since=datetime(2024, 3, 2, tzinfo=seoul), until=datetime(2024, 3, 4, tzinfo=seoul),
                               tz="Asia/Seoul")
         assert [(p.start.isoformat(), p.questions, p.answered, p.off_topic) for p in kst] == [
             ("2024-03-02T00:00:00+09:00", 11, 8, 1), ("2024-03-03T00:00:00+09:00", 0, 0, 0)]
         assert kst[0].avg_latency_ms == pytest.approx(550.0) and kst[1].avg_latency_ms is None
+        assert [p.conversations for p in kst] == [5, 0]  # a session active in several hours counts once a day
         hours = chatlogs.trends(since=T0, until=T0 + timedelta(hours=3), bucket="hour", app="faq")
         assert [(p.start.hour, p.questions) for p in hours] == [(15, 1), (16, 1), (17, 1), (18, 0)]  # 18:30 excluded
         with pytest.raises(InvalidInput):

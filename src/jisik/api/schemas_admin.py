@@ -31,6 +31,7 @@ class TrendPointOut(_FromStore):
     answered: int
     off_topic: int
     avg_latency_ms: float | None
+    conversations: int = Field(description="구간에 질문이 있었던 대화(세션) 수")
 
 
 class TrendsOut(BaseModel):

@@ -72,6 +72,7 @@ class TrendPoint:
     answered: int = 0
     off_topic: int = 0
     avg_latency_ms: float | None = None
+    conversations: int = 0  # distinct sessions with a question in the bucket
 
 
 @dataclass(slots=True)

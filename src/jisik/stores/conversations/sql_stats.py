@@ -139,8 +139,16 @@ class StatsQueries:
         q = select(t.c.hour, func.count(), _count_if(t.c.answered.is_(True)), _count_if(t.c.off_topic.is_(True)),
                    func.coalesce(func.sum(t.c.latency_ms), 0), func.count(t.c.latency_ms)
                    ).where(self._log_conds(since, until, app)).group_by(t.c.hour)
+        sessions_q = select(t.c.hour, t.c.session_id).where(self._log_conds(since, until, app)).distinct()
         with self.db.begin() as conn:
             rows = conn.execute(q).all()
+            hour_sessions = conn.execute(sessions_q).all()
+        active: dict[datetime, set[str]] = {}  # a session spanning hours of one day counts once that day
+        for hour, session_id in hour_sessions:
+            active.setdefault(_bucket_start(_local_hour(hour, tzinfo), bucket), set()).add(session_id)
+        for key, ids in active.items():
+            if key in points:
+                points[key].conversations = len(ids)
         for hour, n, answered, off_topic, lat_sum, lat_n in rows:
             key = _bucket_start(_local_hour(hour, tzinfo), bucket)
             p = points.get(key)

@@ -103,11 +103,14 @@ function renderTrends(t) {
     { label: "주제 밖", data: t.points.map((p) => p.off_topic), backgroundColor: COLORS.amber, stack: "q" },
     { label: "답하지 못함", data: t.points.map((p) => Math.max(0, p.questions - p.answered - p.off_topic)),
       backgroundColor: COLORS.gray, stack: "q" },
+    { type: "line", label: "대화(세션)", data: t.points.map((p) => p.conversations), borderColor: COLORS.green,
+      backgroundColor: COLORS.green },
   ] }, options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } } });
   const rows = t.points.map((p, i) => ({ ...p, label: labels[i] }));
   table($("table-trends"), { caption: "기간별 질문 수", rows, columns: [
     { key: "label", label: "구간" }, { key: "questions", label: "질문", num: true },
-    { key: "answered", label: "답변함", num: true }, { key: "off_topic", label: "주제 밖", num: true }] });
+    { key: "answered", label: "답변함", num: true }, { key: "off_topic", label: "주제 밖", num: true },
+    { key: "conversations", label: "대화(세션)", num: true }] });
   drawChart("chart-latency", { type: "line", data: { labels, datasets: [
     { label: "평균 응답 시간 (ms)", data: t.points.map((p) => p.avg_latency_ms), borderColor: COLORS.green,
       backgroundColor: COLORS.green, spanGaps: true },
