@@ -41,6 +41,7 @@ from jisik.rag.citations import CitationCheck, check_citations, cited_hits, noth
 from jisik.rag.history import PreparedHistory, prepare_history
 from jisik.rag.prompts import PromptTemplate, load_prompt, render
 from jisik.retrieval.hybrid import RetrievalResult
+from jisik.retrieval.multiquery import expand_with_llm
 from jisik.runtime import Runtime
 from jisik.stores.conversations import ChatLog, ConversationStores, Message, Session, answer_cache_key, new_id
 from jisik.stores.conversations.records import check_id, check_user_id
@@ -270,7 +271,11 @@ class ChatService:
     async def _generate(self, p: Prepared, state: _RunState) -> AsyncGenerator[ChatEvent, None]:
         app = p.app
         t = time.perf_counter()
-        result, decision = await asyncio.to_thread(self._retrieve, p)
+        variants = None
+        if self.runtime.retriever.settings.multi_query and self.llm.kind == "llm":
+            variants = await expand_with_llm(p.question, self.llm)  # else the retriever's rule-based variants
+            state.timings["expand"] = round((time.perf_counter() - t) * 1000, 3)
+        result, decision = await asyncio.to_thread(self._retrieve, p, variants)
         state.timings.update({f"retrieval_{k}": round(v, 3) for k, v in result.timings_ms.items()})
         state.timings["retrieval"] = round((time.perf_counter() - t) * 1000, 3)
         hits = result.hits
@@ -325,11 +330,11 @@ class ChatService:
         yield ChatEvent("done", self._done_data(p, state, answer, outcome, usage, check.to_dict(), warnings,
                                                 cached=False))
 
-    def _retrieve(self, p: Prepared) -> tuple[RetrievalResult, TopicDecision | None]:
+    def _retrieve(self, p: Prepared, variants: list[str] | None = None) -> tuple[RetrievalResult, TopicDecision | None]:
         req, app = p.request, p.app
         result = self.runtime.retriever.retrieve(
             p.question, app.collection, top_k=req.top_k or app.top_k, filters=req.filters or app.filters or None,
-            overrides={"max_per_doc": 3})  # an answer may need two sections of one document
+            overrides={"max_per_doc": 3}, variants=variants)  # max_per_doc: an answer may need two sections
         decision = app.offtopic.check(p.question, result.hits) if app.offtopic is not None else None
         if decision is not None and not decision.on_topic and app.offtopic is not None:
             # a short follow-up ("그럼 수수료는요?") is judged together with the previous question

@@ -87,7 +87,10 @@ class HybridRetriever:
     def retrieve(
         self, query: str, collection: str, *, top_k: int | None = None,
         filters: Mapping[str, Any] | Filter | None = None, overrides: Mapping[str, Any] | None = None,
+        variants: Sequence[str] | None = None,
     ) -> RetrievalResult:
+        """Hybrid search. ``variants``: rewrites of the query to search as well (e.g. written by an LLM);
+        without them, ``multi_query`` settings add the rule-based variants."""
         t0 = time.perf_counter()
         cfg = self.settings.model_copy(update=dict(overrides)) if overrides else self.settings
         k = cfg.top_k if top_k is None else top_k
@@ -97,16 +100,20 @@ class HybridRetriever:
         flt = parse_filter(filters)
         timings: dict[str, float] = {}
 
-        variants = expand_query(q) if cfg.multi_query else [q]
+        if variants:
+            extra = (normalize_query(v) for v in variants if isinstance(v, str))
+            queries = list(dict.fromkeys([q, *(v for v in extra if v and len(v) <= self.max_query_chars)]))
+        else:
+            queries = expand_query(q) if cfg.multi_query else [q]
         rerank = self.reranker is not None and cfg.rerank != "none"
         # The query embedding (a model call that releases the GIL) runs on a worker thread while
         # this thread tokenises the query with Kiwi and searches the lexical index.
-        pending = _EMBED_POOL.submit(self._embed, variants) if cfg.mode != "lexical" or rerank else None
+        pending = _EMBED_POOL.submit(self._embed, queries) if cfg.mode != "lexical" or rerank else None
 
         signals: dict[str, SignalResult] = {}
         if cfg.mode in ("hybrid", "lexical"):
             t = time.perf_counter()
-            token_lists = [self.tokenizer.tokens(v) for v in variants]
+            token_lists = [self.tokenizer.tokens(v) for v in queries]
             timings["tokenize"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             lexical = [self.store.search_lexical(collection, toks, cfg.lexical_top_n, flt) for toks in token_lists]
@@ -151,7 +158,7 @@ class HybridRetriever:
         hits = kept
         timings["dedup"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return RetrievalResult(q, collection, hits, timings, fused.weights, variants)
+        return RetrievalResult(q, collection, hits, timings, fused.weights, queries)
 
 
 def _merge_variants(results: Sequence[tuple[np.ndarray, np.ndarray]], *, coverage: bool) -> SignalResult:

@@ -256,3 +256,24 @@ def test_a_short_follow_up_is_judged_with_the_previous_question(runtime: Runtime
     assert follow.outcome != "off_topic"  # alone it has no store keyword; with the previous question it does
     fresh = asyncio.run(svc.answer(ChatRequest("그럼 예금주 조건은요?", app="shop")))
     assert fresh.outcome == "off_topic"  # a new session has nothing to lean on
+
+
+def test_multi_query_with_an_llm_searches_its_rewrites_too(runtime: Runtime, stores: ConversationStores,
+                                                           settings: Settings) -> None:
+    from jisik.retrieval.multiquery import EXPAND_SYSTEM_KO
+
+    original = runtime.retriever.settings
+    runtime.retriever.settings = original.model_copy(update={"multi_query": True})
+    try:
+        llm = ScriptedLLM("정산 계좌는 판매자 정보 메뉴에서 바꿉니다 [1].")
+        svc = service(runtime, stores, settings, llm)
+        evs = asyncio.run(events_of(svc, ChatRequest("대금 받을 통장 바꾸려면?", collection=COLLECTION)))
+        done = evs[-1].data
+        assert done["outcome"] == "answered" and "expand" in done["timings_ms"]
+        assert len(llm.calls) == 2 and llm.calls[0][0]["content"] == EXPAND_SYSTEM_KO  # rewrite, then answer
+        assert evs[0].data["hits"][0]["doc_id"] == "settle"
+        result = runtime.retriever.retrieve("대금 받을 통장 바꾸려면?", COLLECTION, variants=["정산 계좌 변경"])
+        assert result.variants == ["대금 받을 통장 바꾸려면?", "정산 계좌 변경"]
+        assert result.hits[0].chunk.doc_id == "settle"
+    finally:
+        runtime.retriever.settings = original
