@@ -107,7 +107,7 @@ def ingest(
     console.print(
         f"[green]완료[/] {collection} v{report.version}: 문서 {report.documents_seen} "
         f"(추가 {report.added}, 변경 {report.updated}, 그대로 {report.unchanged}, 삭제 {report.deleted}), "
-        f"청크 {report.chunks_indexed}, {report.seconds:.1f}초"
+        f"청크 {report.chunks_indexed} (윈도 벡터 {report.windows_indexed}), {report.seconds:.1f}초"
     )
 
 
@@ -255,10 +255,11 @@ def index_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         print(json.dumps([dataclasses.asdict(c) for c in cols], ensure_ascii=False))
         return
     table = Table()
-    for col in ("컬렉션", "버전", "문서", "청크", "차원", "임베딩 모델"):
+    for col in ("컬렉션", "버전", "문서", "청크", "윈도 벡터", "차원", "임베딩 모델"):
         table.add_column(col)
     for c in cols:
-        table.add_row(c.name, str(c.version), str(c.documents), str(c.chunks), str(c.dim), c.embedder_id)
+        table.add_row(c.name, str(c.version), str(c.documents), str(c.chunks), str(c.windows), str(c.dim),
+                      c.embedder_id)
     console.print(table)
 
 
@@ -307,7 +308,8 @@ def index_rebuild(collection: Annotated[str, typer.Argument()]) -> None:
         raise typer.BadParameter("this store has no snapshots to rebuild")
     with err.status(f"{collection}: 스냅샷 재구축 중 (BM25, 벡터, HNSW)…"):
         snap = _guard(lambda: rt.store.rebuild_snapshot(collection))
-    console.print(f"[green]{collection}[/]: 버전 {snap.version} 스냅샷 재구축 ({snap.size} 청크)")
+    console.print(f"[green]{collection}[/]: 버전 {snap.version} 스냅샷 재구축 ({snap.size} 청크, "
+                  f"윈도 벡터 {snap.n_windows})")
 
 
 @index_app.command("drop")
@@ -325,22 +327,41 @@ def index_drop(
 
 @app.command()
 def demo(
-    question: Annotated[list[str] | None, typer.Option("--ask", help="대화형 대신 이 질문들에 답하고 끝냄")] = None,
+    question: Annotated[list[str] | None, typer.Option("--ask", help="이 질문들에 답하고 끝냄 (서버 없이)")] = None,
+    cli: Annotated[bool, typer.Option("--cli", help="웹 대신 터미널에서 대화형으로 묻고 답함")] = False,
+    host: Annotated[str, typer.Option(help="웹/API 서버 주소")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="웹/API 서버 포트")] = 8000,
 ) -> None:
-    """번들된 공공 데이터로 데모 지식베이스를 만들고 질문을 받습니다."""
-    from jisik.demo import build_demo
+    """번들된 공공 데이터로 데모 지식베이스를 만들고, 웹 UI와 API로 서비스합니다 (http://HOST:PORT/ui/)."""
+    import os
+
+    from jisik.demo import DEMO_COLLECTION, build_demo
 
     rt = _runtime()
-    reports = _guard(lambda: build_demo(rt, progress=_progress))
-    for r in reports:
-        console.print(f"[green]준비됨[/] {r.collection} v{r.version}: 문서 {r.documents_seen}, "
-                      f"새로 색인한 청크 {r.chunks_indexed}")
-    if question:
-        for q in question:
-            console.print(f"\n[bold green]질문>[/] {q}")
-            _print_answer(_guard(partial(answer_once, rt, q, "demo")))
-        return
-    ask(None, "demo", 5, False)
+    try:
+        reports = _guard(lambda: build_demo(rt, progress=_progress))
+        for r in reports:
+            console.print(f"[green]준비됨[/] {r.collection} v{r.version}: 문서 {r.documents_seen}, "
+                          f"새로 색인한 청크 {r.chunks_indexed}")
+        if question:
+            for q in question:
+                console.print(f"\n[bold green]질문>[/] {q}")
+                _print_answer(_guard(partial(answer_once, rt, q, DEMO_COLLECTION)))
+            return
+        if cli:
+            ask(None, DEMO_COLLECTION, 5, False)
+            return
+    finally:
+        rt.close()
+    os.environ.setdefault("JISIK_DEFAULT_COLLECTION", DEMO_COLLECTION)
+    if not get_settings().admin_api_key:  # the dashboard needs one: a fresh key for this demo run
+        import secrets
+
+        os.environ["JISIK_ADMIN_API_KEY"] = secrets.token_urlsafe(16)
+        console.print(f"[bold]관리자 키[/] (이번 실행용): {os.environ['JISIK_ADMIN_API_KEY']}")
+    console.print(f"\n[bold]채팅[/] http://{host}:{port}/ui/   [bold]관리자[/] http://{host}:{port}/ui/admin/   "
+                  f"[bold]API 문서[/] http://{host}:{port}/docs   (끝내려면 Ctrl+C)")
+    serve(host=host, port=port, workers=1, log_level="INFO")
 
 
 @app.command()

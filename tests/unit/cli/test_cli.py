@@ -81,7 +81,7 @@ def test_demo_builds_and_answers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("JISIK_EMBEDDER", "use-multilingual")
     get_settings.cache_clear()
-    out = invoke("demo", "--ask", "예금자보호 한도는 얼마인가요?")
+    out = invoke("demo", "--ask", "예금자보호 한도는 얼마인가요?")  # answers and exits (no server)
     assert "준비됨" in out and "[1]" in out
 
 
