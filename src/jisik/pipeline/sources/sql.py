@@ -16,8 +16,6 @@ timestamp cursor only works if new rows never get a timestamp at or below one al
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from jisik.core.errors import ConfigError, InvalidInput, Unavailable
 from jisik.core.logging import get_logger
+from jisik.core.pseudonym import install_secret
 from jisik.core.settings import get_settings
 from jisik.pipeline.manifest import CursorRange, Extracted
 from jisik.pipeline.sources.base import CONTENT_TYPES, ParseHints, RunContext, StateStore, expand_env
@@ -42,17 +41,7 @@ log = get_logger(__name__)
 def mask_salt(env_name: str) -> bytes:
     """The masking salt: ``$env_name`` if set, else a random per-installation secret kept in
     ``{home}/pipeline/mask.salt`` (mode 0600). Set the variable when several machines extract."""
-    if value := os.environ.get(env_name):
-        return value.encode("utf-8")
-    path = get_settings().home / "pipeline" / "mask.salt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+    return install_secret(get_settings().home / "pipeline" / "mask.salt", env_name)
 
 
 def cursor_text(value: Any, cursor_type: str) -> str:
