@@ -68,6 +68,7 @@ class Doc:
     vectors: np.ndarray
     tokens: list[list[str]]
     meta: dict[str, Any] = field(default_factory=dict)
+    windows: list[np.ndarray] | None = None  # window vectors per chunk (multi-vector passages)
 
 
 def make_doc(
@@ -78,6 +79,7 @@ def make_doc(
     fingerprint: str | None = None,
     title: str = "",
     source_uri: str = "",
+    windows: Sequence[Sequence[np.ndarray]] | None = None,
 ) -> Doc:
     chunks: list[Chunk] = []
     offset = 0
@@ -105,6 +107,9 @@ def make_doc(
         vectors=vectors,
         tokens=[list(p[1]) for p in parts],
         meta=dict(metadata or {}),
+        windows=None if windows is None else [
+            np.stack(list(w)).astype(np.float32) if len(w) else np.zeros((0, DIM), np.float32) for w in windows
+        ],
     )
 
 
@@ -133,7 +138,33 @@ def corpus() -> dict[str, Doc]:
 
 
 def upsert(batch: IndexBatch, doc: Doc) -> None:
-    batch.upsert_document(doc.doc_id, doc.fingerprint, doc.chunks, doc.vectors, doc.tokens)
+    if doc.windows is None:
+        batch.upsert_document(doc.doc_id, doc.fingerprint, doc.chunks, doc.vectors, doc.tokens)
+    else:
+        batch.upsert_document(doc.doc_id, doc.fingerprint, doc.chunks, doc.vectors, doc.tokens, windows=doc.windows)
+
+
+def manual(windows: Sequence[np.ndarray] = (basis(6), basis(5), basis(7)), **kw: Any) -> Doc:
+    """A long one-chunk document: its own vector leans on dimensions 6 and 7, its middle window
+    (the only sentence about dimension 5) is what a basis(5) query should find it by."""
+    return make_doc(
+        "manual",
+        [("긴 설명서: 설치 방법. 환불 절차는 고객센터에 문의. 보증 기간 안내.", ["설명서", "설치", "보증"],
+          unit(0, 0, 0, 0, 0, 0, 1, 1))],
+        metadata={"category": "설명서", "year": 2022}, windows=[list(windows)], **kw,
+    )
+
+
+def expected_dense(docs: Mapping[str, Doc], q: np.ndarray) -> dict[str, float]:
+    """chunk_id -> max(own vector . q, best window . q): the reference of window-aware dense search."""
+    out: dict[str, float] = {}
+    for d in docs.values():
+        for i, c in enumerate(d.chunks):
+            best = float(d.vectors[i] @ q)
+            if d.windows is not None and len(d.windows[i]):
+                best = max(best, float((d.windows[i] @ q).max()))
+            out[c.chunk_id] = best
+    return out
 
 
 ALL_TOKENS = ["안내", "가입", "환불", "대출", "회원", "금리", "규정"]
@@ -640,3 +671,140 @@ class StoreConformance:
             assert store.get_collection(coll).chunks == 4
         finally:
             store.drop_collection(other)
+
+    # ---- multi-vector passages (window vectors) ---------------------------------------------------
+    def check_dense_matches_reference(
+        self, store: IndexStore, coll: str, docs: Mapping[str, Doc], q: np.ndarray, flt: Filter = NOFILTER
+    ) -> list[tuple[str, float]]:
+        """Every chunk passing ``flt`` once, scored max(own, best window), best first."""
+        fields = {c.chunk_id: {**d.meta, "doc_id": d.doc_id} for d in docs.values() for c in d.chunks}
+        ref = {cid: sc for cid, sc in expected_dense(docs, q).items() if flt.matches(fields[cid])}
+        keys, scores = store.search_dense(coll, q, 100, flt)
+        self.check_arrays(keys, scores)
+        got = self.dense(store, coll, q, 100, flt)
+        assert sorted(c for c, _ in got) == sorted(ref), "every chunk once, none missing, none twice"
+        for cid, score in got:
+            assert score == pytest.approx(ref[cid], abs=1e-3), cid
+        return got
+
+    def test_window_vectors_find_a_long_chunk(self, store: IndexStore, coll: str, filled: dict[str, Doc]) -> None:
+        doc = manual()
+        with store.open_batch(coll) as b:
+            upsert(b, doc)
+        docs = {**filled, "manual": doc}
+        # only the middle window is about dimension 5: the chunk is found by it, with its score
+        got = self.check_dense_matches_reference(store, coll, docs, basis(5))
+        assert got[0] == (doc.chunks[0].chunk_id, pytest.approx(1.0, abs=1e-4))
+        keys, scores = store.search_dense(coll, basis(5), 1, NOFILTER)
+        assert self.docs_of(store, coll, keys) == ["manual"] and scores[0] == pytest.approx(1.0, abs=1e-4)
+        for q in (EVERYWHERE, basis(0), basis(6), unit(1, 0, 1, 0, 0, 1, 0, 1)):
+            self.check_dense_matches_reference(store, coll, docs, q)
+        # the chunk's own vector is what vectors() returns (dedup compares chunks, not windows)
+        np.testing.assert_allclose(store.vectors(coll, keys.tolist())[0], doc.vectors[0], atol=1e-6)
+        assert store.fetch(coll, keys.tolist()) == doc.chunks
+        # windows are never lexical hits: every word of every chunk finds the five chunks, nothing else
+        keys, _ = store.search_lexical(coll, [*ALL_TOKENS, "설명서", "설치", "보증"], 100, NOFILTER)
+        assert len(keys) == 5
+        info = store.get_collection(coll)
+        assert (info.documents, info.chunks, info.windows) == (4, 5, 3)
+        assert [c.windows for c in store.list_collections() if c.name == coll] == [3]
+
+    def test_windows_follow_their_chunk(self, store: IndexStore, coll: str, filled: dict[str, Doc]) -> None:
+        found_by_window = lambda: self.dense(store, coll, basis(5), 1)  # noqa: E731
+        with store.open_batch(coll) as b:
+            upsert(b, manual())
+        v2 = self.state(store, coll)
+        assert found_by_window()[0][1] == pytest.approx(1.0, abs=1e-4)
+
+        # an interrupted batch changes nothing, windows included
+        with pytest.raises(RuntimeError, match="boom"), store.open_batch(coll) as b:
+            upsert(b, manual(windows=[basis(4)], fingerprint="other"))
+            b.delete_document("manual")
+            raise RuntimeError("boom")
+        assert self.state(store, coll) == v2 and found_by_window()[0][1] == pytest.approx(1.0, abs=1e-4)
+
+        # replaced without windows: the window is gone with the old chunk
+        with store.open_batch(coll) as b:
+            upsert(b, make_doc("manual", [("짧은 설명서", ["설명서"], unit(0, 0, 0, 0, 0, 0, 1, 1))],
+                               metadata={"category": "설명서"}))
+        assert found_by_window()[0][1] == pytest.approx(0.0, abs=1e-4)
+        assert store.get_collection(coll).windows == 0
+
+        # replaced twice in one batch: only the last upsert's windows remain
+        with store.open_batch(coll) as b:
+            upsert(b, manual(fingerprint="first"))
+            upsert(b, manual(windows=[basis(4), basis(6)], fingerprint="second"))
+        assert found_by_window()[0][1] == pytest.approx(0.0, abs=1e-4)
+        assert self.dense(store, coll, basis(4), 1)[0] == (manual().chunks[0].chunk_id, pytest.approx(1.0, abs=1e-4))
+        assert store.get_collection(coll).windows == 2
+
+        # deleted: no chunk, no window
+        with store.open_batch(coll) as b:
+            b.delete_document("manual")
+        assert "manual" not in self.docs_of(store, coll, store.search_dense(coll, basis(4), 10, NOFILTER)[0])
+        info = store.get_collection(coll)
+        assert (info.version, info.chunks, info.windows) == (5, 4, 0)
+
+        # rolling back brings back exactly the windows of that version
+        store.rollback(coll, 2)
+        assert self.state(store, coll) == v2
+        assert found_by_window()[0][1] == pytest.approx(1.0, abs=1e-4)
+        assert self.dense(store, coll, basis(4), 1)[0][1] == pytest.approx(0.0, abs=1e-4)
+        assert store.get_collection(coll).windows == 3
+        self.check_dense_matches_reference(store, coll, {**filled, "manual": manual()}, EVERYWHERE)
+        store.rollback(coll, 1)
+        assert store.get_collection(coll).windows == 0
+        assert "manual" not in self.docs_of(store, coll, store.search_dense(coll, basis(5), 10, NOFILTER)[0])
+
+    def test_window_hits_never_duplicate_a_chunk(self, store: IndexStore, coll: str, filled: dict[str, Doc]) -> None:
+        near = [unit(0, 0, 0, 0, 1, 0.1 * i) for i in range(1, 5)]  # four windows close to basis(4)
+        many = make_doc(
+            "many", [("첫 번째 긴 청크", ["첫"], basis(6)), ("두 번째 긴 청크", ["두"], basis(7))],
+            metadata={"category": "설명서"}, windows=[near, near[::-1]],
+        )
+        with store.open_batch(coll) as b:
+            upsert(b, many)
+        docs = {**filled, "many": many}
+        for n in (1, 2, 3, 100):
+            keys, scores = store.search_dense(coll, basis(4), n, NOFILTER)
+            self.check_arrays(keys, scores)
+            assert len(keys) == min(n, 6)
+            assert self.docs_of(store, coll, keys)[: min(n, 2)] == ["many"] * min(n, 2)
+        self.check_dense_matches_reference(store, coll, docs, basis(4))
+        assert store.get_collection(coll).windows == 8
+
+    def test_filters_apply_to_the_window_owner(self, store: IndexStore, coll: str, filled: dict[str, Doc]) -> None:
+        with store.open_batch(coll) as b:
+            upsert(b, manual())
+        docs = {**filled, "manual": manual()}
+        for spec, has_manual in (
+            ({"category": "설명서"}, True), ({"category": "환불"}, False), ({"doc_id": {"ne": "manual"}}, False),
+            ({"year": {"gte": 2022}}, True), ({"bank": "우리은행"}, False),
+        ):
+            flt = parse_filter(spec)
+            got = self.check_dense_matches_reference(store, coll, docs, basis(5), flt)
+            assert (got[0][0].startswith("manual#") and got[0][1] == pytest.approx(1.0, abs=1e-4)) == has_manual, spec
+            if not has_manual:
+                assert all(not cid.startswith("manual#") for cid, _ in got)
+
+    def test_malformed_windows_raise_invalid_input(
+        self, store: IndexStore, coll: str, filled: dict[str, Doc]
+    ) -> None:
+        before = self.state(store, coll)
+        good = manual()
+        cases: list[tuple[str, Any]] = [
+            ("one list per chunk", [good.windows[0], good.windows[0]] if good.windows else []),
+            ("wrong dimension", [np.ones((2, DIM + 1), np.float32)]),
+            ("NaN", [np.full((1, DIM), np.nan, np.float32)]),
+            ("a bare array", np.stack([basis(1)])),
+        ]
+        for label, wins in cases:
+            with pytest.raises(InvalidInput), store.open_batch(coll) as b:
+                b.upsert_document("manual", "fp", good.chunks, good.vectors, good.tokens, windows=wins)
+                pytest.fail(f"no error for {label}")
+        assert self.state(store, coll) == before
+        # an empty window list per chunk is the same as no windows
+        with store.open_batch(coll) as b:
+            b.upsert_document("manual", "fp", good.chunks, good.vectors, good.tokens,
+                              windows=[np.zeros((0, DIM), np.float32)])
+        assert store.get_collection(coll).windows == 0

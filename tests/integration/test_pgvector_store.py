@@ -571,3 +571,101 @@ def test_lexical_scores_match_embedded_store_on_real_korean_faq(
     finally:
         store.drop_collection(name)
         embedded.close()
+
+
+# ---------------------------------------------------------------------------------- multi-vector passages
+
+
+def test_window_vectors_through_hnsw_indexes(pg_dsn: str) -> None:
+    """Chunk and window HNSW indexes together: each chunk once, exact max(own, window) scores, recall."""
+    rng = np.random.default_rng(11)
+    dim, n = 32, 600
+    own = unit_rows(rng, n, dim)
+    wins = {i: unit_rows(rng, int(rng.integers(1, 6)), dim) for i in range(0, n, 3)}
+
+    def best(i: int, q: np.ndarray) -> float:
+        return max(float(own[i] @ q), float((wins[i] @ q).max()) if i in wins else -2.0)
+
+    store = PgVectorStore(pg_dsn, schema="pgspecific", hnsw_min_rows=200)
+    name = f"win-{uuid.uuid4().hex[:8]}"
+    store.ensure_collection(name, dim=dim, embedder_id="e")
+    try:
+        with store.open_batch(name) as b:
+            for i in range(n):
+                chunk = Chunk(chunk_id=f"c{i}", doc_id=f"d{i}", text=f"문서 {i}", metadata={"rare": i % 60 == 0})
+                b.upsert_document(f"d{i}", "fp", [chunk], own[i : i + 1], [["문서"]],
+                                  windows=[wins[i]] if i in wins else None)
+        assert "hnsw" in (ann_index(pg_dsn, "pgspecific", name) or "")
+        with psycopg.connect(pg_dsn) as conn:
+            (cid,) = conn.execute(  # type: ignore[misc]
+                sql.SQL("SELECT id FROM {} WHERE name = %s").format(sql.Identifier("pgspecific", "collections")),
+                (name,),
+            ).fetchone()
+            assert conn.execute(
+                "SELECT 1 FROM pg_indexes WHERE schemaname = 'pgspecific' AND indexname = %s", (f"c{cid}_whnsw",)
+            ).fetchone() is not None
+        assert store.get_collection(name).windows == sum(len(w) for w in wins.values())
+        agree = 0
+        queries = [wins[i][-1] for i in range(0, 120, 3)]
+        for q in queries:
+            keys, scores = store.search_dense(name, q, 10, NOFILTER)
+            got = [int(c.chunk_id[1:]) for c in store.fetch(name, keys.tolist())]
+            assert len(set(got)) == 10
+            exact = sorted(range(n), key=lambda i: -best(i, q))[:10]
+            agree += len(set(got) & set(exact))
+            np.testing.assert_allclose(scores, [best(i, q) for i in got], atol=1e-4)
+        assert agree / (10 * len(queries)) >= 0.95
+        # a window-only match is found by its window, through the index
+        keys, scores = store.search_dense(name, wins[9][0], 1, NOFILTER)
+        assert store.fetch(name, keys.tolist())[0].chunk_id == "c9" and scores[0] == pytest.approx(1.0, abs=1e-4)
+        # a selective filter (10 of 600 chunks): every allowed chunk once, exact scores, best first
+        allowed = list(range(0, n, 60))
+        for st in (store, PgVectorStore(pg_dsn, schema="pgspecific", hnsw_iterative_scan="off", hnsw_ef_search=20)):
+            keys, scores = st.search_dense(name, wins[120][0], 50, parse_filter({"rare": True}))
+            got = [int(c.chunk_id[1:]) for c in st.fetch(name, keys.tolist())]
+            assert sorted(got) == allowed and got[0] == 120
+            np.testing.assert_allclose(scores, sorted((best(i, wins[120][0]) for i in allowed), reverse=True),
+                                       atol=1e-4)
+            if st is not store:
+                st.close()
+    finally:
+        store.drop_collection(name)
+        store.close()
+
+
+def test_layout_1_schema_is_migrated(pg_dsn: str) -> None:
+    """A schema written before window vectors (layout 1) is upgraded in place on open."""
+    schema = f"m{uuid.uuid4().hex[:8]}"
+    old = PgVectorStore(pg_dsn, schema=schema)
+    old.ensure_collection("faq", dim=DIM, embedder_id="e")
+    with old.open_batch("faq") as b:
+        for d in corpus().values():
+            upsert(b, d)
+    old.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        (cid,) = conn.execute(  # type: ignore[misc]
+            sql.SQL("SELECT id FROM {} WHERE name = 'faq'").format(sql.Identifier(schema, "collections"))
+        ).fetchone()
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, f"c{cid}_windows")))
+        conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN live_windows").format(sql.Identifier(schema, "collections")))
+        conn.execute(sql.SQL("UPDATE {} SET value = '1' WHERE key = 'layout'").format(sql.Identifier(schema, "meta")))
+    store = PgVectorStore(pg_dsn, schema=schema)
+    try:
+        info = store.get_collection("faq")
+        assert (info.version, info.chunks, info.windows) == (1, 4, 0)
+        keys, _ = store.search_dense("faq", basis(2), 1, NOFILTER)
+        assert store.fetch("faq", keys.tolist())[0].doc_id == "refund"
+        doc = make_doc("manual", [("긴 설명서", ["설명서"], basis(6))], windows=[[basis(5), basis(7)]])
+        with store.open_batch("faq") as b:
+            upsert(b, doc)
+        keys, scores = store.search_dense("faq", basis(5), 1, NOFILTER)
+        assert store.fetch("faq", keys.tolist())[0].doc_id == "manual" and scores[0] == pytest.approx(1.0, abs=1e-4)
+        assert store.get_collection("faq").windows == 2
+        with psycopg.connect(pg_dsn) as conn:
+            row = conn.execute(sql.SQL("SELECT value FROM {} WHERE key = 'layout'").format(
+                sql.Identifier(schema, "meta"))).fetchone()
+        assert row == ("2",)
+    finally:
+        store.close()
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -24,11 +24,12 @@ class RetrievalSettings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     lexical_weight: float = Field(0.5, ge=0.0, le=1.0)
     adaptive_floor: float = Field(0.2, ge=0.0, le=1.0, description="adaptive fusion: least lexical weight")
-    adaptive_ceiling: float = Field(0.95, ge=0.0, le=1.0, description="adaptive fusion: most lexical weight")
+    adaptive_ceiling: float = Field(0.8, ge=0.0, le=1.0, description="adaptive fusion: most lexical weight")
     rerank: Literal["none", "embedder"] = "none"
     dedup_threshold: float = Field(0.97, ge=0.0, le=1.0)
     max_per_doc: int = Field(1, ge=0, le=100, description="0 = no limit")
-    multi_query: bool = False
+    multi_query: bool = Field(False, description="also search rewrites of the query: written by the LLM in the "
+                              "chat/query API when one is configured, else rule-based (tails, synonyms)")
 
 
 class Settings(BaseSettings):
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     blas_threads: int = Field(1, ge=1, le=64, description="numpy BLAS threads on the query path (see core.threads)")
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     embedding_cache: bool = True
+    dense_window_tokens: int = Field(
+        128, ge=0, le=510, description="multi-vector passages: chunks longer than this many embedder tokens also "
+        "get one vector per run of whole sentences of at most this many tokens (0 = off)")
 
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr | None = None

@@ -15,8 +15,10 @@ from jisik.text.chunking import make_chunker
 
 def scratch_collection(rt: Any, corpus: Path, chunker: str) -> tuple[EmbeddedIndexStore, str]:
     """Index ``corpus`` into ``<home>/eval-index`` under a name derived from its content,
-    the embedder and the chunker, so a second run reuses it."""
-    name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, chunker, length=16)
+    the embedder, the chunker and the window size (multi-vector passages), so a second run reuses it."""
+    windows = rt.settings.dense_window_tokens
+    parts = (chunker, f"windows={windows}") if windows else (chunker,)
+    name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, *parts, length=16)
     store = EmbeddedIndexStore(rt.settings.home / "eval-index")
     return store, name
 
@@ -31,7 +33,8 @@ def run_eval(
     existing = {c.name: c for c in store.list_collections()}
     if name not in existing or existing[name].version == 0:
         docs = load_corpus(corpus_path)
-        indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(chunker))
+        indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(chunker),
+                          window_tokens=rt.settings.dense_window_tokens)
         with progress_or_none(progress, f"평가용 색인 {corpus_path.name}", len(docs)) as update:
             indexer.index(name, docs, note="eval scratch", progress=update)
     retriever = rt.retriever_for(store)

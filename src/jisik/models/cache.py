@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +140,12 @@ class CachedEmbedder:
     Misses of one call go to the inner embedder in a single call (duplicates embedded once),
     then are stored. Queries additionally go through an in-process LRU of
     ``query_lru_size`` entries (0 disables it), so a repeated query touches neither SQLite
-    nor the model.
+    nor the model. Window texts of long chunks (multi-vector passages) are passages like any
+    other, so they are cached by content hash the same way. ``token_count`` is the inner
+    embedder's, when it has one (absent otherwise, like on the inner embedder).
     """
+
+    token_count: Callable[..., int]
 
     def __init__(self, inner: Embedder, cache: EmbeddingCache, *, query_lru_size: int = 2048) -> None:
         if query_lru_size < 0:
@@ -153,6 +157,9 @@ class CachedEmbedder:
         self._lru_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        count = getattr(inner, "token_count", None)
+        if callable(count):
+            self.token_count = count
 
     @property
     def model_id(self) -> str:

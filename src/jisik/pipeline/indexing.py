@@ -1,12 +1,19 @@
 """Indexing job: documents -> normalised text -> chunks -> Kiwi tokens + embeddings -> one
 versioned batch. Incremental: unchanged documents (same fingerprint) cost nothing; with
 ``sync=True`` documents absent from the input are deleted. The batch is published only when
-every document went through, so an interrupted run leaves the previous version in service."""
+every document went through, so an interrupted run leaves the previous version in service.
+
+Multi-vector passages: a chunk whose passage is longer than ``window_tokens`` embedder tokens
+also gets one vector per *window* — a run of whole sentences of at most ``window_tokens`` tokens
+(a longer sentence is a window alone) — embedded in the same batched call as the chunks. Dense
+search scores the chunk by the best of its own vector and its windows (see
+:mod:`jisik.stores.index_base`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -18,11 +25,13 @@ import numpy as np
 from jisik.core.errors import ConfigError, InvalidInput, Unavailable
 from jisik.core.hashing import content_hash
 from jisik.core.logging import get_logger
+from jisik.core.settings import get_settings
 from jisik.core.types import Chunk, Document
 from jisik.models.embedders import Embedder
 from jisik.stores.index_base import IndexBatch, IndexStore
 from jisik.text.chunking import Chunker
 from jisik.text.normalize import normalize
+from jisik.text.sentences import split_sentences_batch
 from jisik.text.tokenize import KoreanTokenizer
 
 log = get_logger(__name__)
@@ -31,6 +40,7 @@ NOT_THE_OBJECTS_FAULT: tuple[type[BaseException], ...] = (Unavailable, ConfigErr
 Progress = Callable[[int, int], None]  # (documents done, chunks done)
 # (label, total) -> context yielding a Progress callback (the CLI passes a Rich progress bar)
 ProgressFactory = Callable[[str, int | None], AbstractContextManager[Progress]]
+CHARS_PER_TOKEN = 4  # token budget -> characters, for embedders that cannot count their tokens
 
 
 def progress_or_none(
@@ -50,6 +60,7 @@ class IndexReport:
     unchanged: int = 0
     deleted: int = 0
     chunks_indexed: int = 0
+    windows_indexed: int = 0  # window vectors of long chunks (multi-vector passages)
     seconds: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -79,14 +90,21 @@ def _batched(it: Iterable[Document], n: int) -> Iterator[list[Document]]:
 class Indexer:
     def __init__(
         self, store: IndexStore, embedder: Embedder, tokenizer: KoreanTokenizer, chunker: Chunker,
-        *, group_size: int = 256, volatile: Iterable[str] = (),
+        *, group_size: int = 256, volatile: Iterable[str] = (), window_tokens: int | None = None,
     ) -> None:
+        """``window_tokens``: multi-vector passages (see the module docstring); None = the
+        ``dense_window_tokens`` setting, 0 = off."""
         self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.chunker = chunker
         self.group_size = group_size
-        self.chunker_id = repr(chunker)
+        self.window_tokens = get_settings().dense_window_tokens if window_tokens is None else int(window_tokens)
+        if self.window_tokens < 0:
+            raise InvalidInput("window_tokens는 0 이상이어야 합니다.", "window_tokens must be >= 0.")
+        self.token_count = token_counter(embedder)
+        # the window size is part of what a document's stored vectors depend on
+        self.chunker_id = repr(chunker) + (f"|windows={self.window_tokens}" if self.window_tokens else "")
         # lineage fields: a document that differs only there is unchanged and keeps its stored lineage
         self.volatile = frozenset(volatile)
 
@@ -110,7 +128,7 @@ class Indexer:
         seen: set[str] = set()
         written: dict[str, str] = {}  # doc_id -> fingerprint upserted by this batch
         duplicates = 0
-        timings = {"chunk": 0.0, "tokenize": 0.0, "embed": 0.0, "write": 0.0, "publish": 0.0}
+        timings = {"chunk": 0.0, "tokenize": 0.0, "windows": 0.0, "embed": 0.0, "write": 0.0, "publish": 0.0}
         with self.store.open_batch(collection, note=note) as batch:
             for group in _batched(documents, self.group_size):
                 todo: list[tuple[Document, str]] = []
@@ -151,8 +169,8 @@ class Indexer:
         report.version = info.version
         report.seconds = time.perf_counter() - t0
         report.timings_s = {k: round(v, 3) for k, v in timings.items()}
-        log.info("indexed", extra={"collection": collection, "version": info.version,
-                                   "chunks": report.chunks_indexed, "seconds": round(report.seconds, 2)})
+        log.info("indexed", extra={"collection": collection, "version": info.version, "chunks": report.chunks_indexed,
+                                   "windows": report.windows_indexed, "seconds": round(report.seconds, 2)})
         return report
 
     def _index_group(
@@ -179,17 +197,48 @@ class Indexer:
         tokens = self.tokenizer.tokens_batch([_lexical_text(c) for c in flat])
         timings["tokenize"] += time.perf_counter() - t
         t = time.perf_counter()
-        vectors = (self.embedder.embed_passages([_dense_text(c) for c in flat]) if flat
-                   else np.zeros((0, self.embedder.dim), np.float32))
+        passages = [_dense_text(c) for c in flat]
+        windows = self._windows(passages)
+        timings["windows"] += time.perf_counter() - t
+        t = time.perf_counter()
+        # one call: the embedder sorts chunks and windows together into length-bucketed batches
+        texts = passages + [w for ws in windows for w in ws]
+        all_vectors = (self.embedder.embed_passages(texts) if texts
+                       else np.zeros((0, self.embedder.dim), np.float32))
+        vectors = all_vectors[: len(flat)]
         timings["embed"] += time.perf_counter() - t
         t = time.perf_counter()
-        pos = 0
+        pos, wpos = 0, len(flat)
         for (doc, fp), chunks in zip(todo, per_doc, strict=True):
             n = len(chunks)
-            batch.upsert_document(doc.doc_id, fp, chunks, vectors[pos : pos + n], tokens[pos : pos + n])
+            doc_windows: list[np.ndarray] | None = None
+            if any(windows[pos : pos + n]):
+                doc_windows = []
+                for ws in windows[pos : pos + n]:
+                    doc_windows.append(all_vectors[wpos : wpos + len(ws)])
+                    wpos += len(ws)
+            batch.upsert_document(doc.doc_id, fp, chunks, vectors[pos : pos + n], tokens[pos : pos + n],
+                                  windows=doc_windows)
             pos += n
         report.chunks_indexed += len(flat)
+        report.windows_indexed += len(texts) - len(flat)
         timings["write"] += time.perf_counter() - t
+
+    def _windows(self, passages: Sequence[str]) -> list[list[str]]:
+        """Window texts of each passage; empty for a passage that fits in one window."""
+        out: list[list[str]] = [[] for _ in passages]
+        budget = self.window_tokens
+        if not budget:
+            return out
+        long = [i for i, p in enumerate(passages) if self.token_count(p) > budget]
+        if not long:
+            return out
+        spans = split_sentences_batch([passages[i] for i in long])
+        for i, sp in zip(long, spans, strict=True):
+            ws = sentence_windows(passages[i], sp, budget, self.token_count)
+            if len(ws) > 1:
+                out[i] = ws
+        return out
 
 
     def _failing_document(self, docs: Sequence[Document]) -> tuple[Document, Exception] | None:
@@ -217,6 +266,39 @@ class DocumentFailed(InvalidInput):
 
 def _under(doc_id: str, prefixes: tuple[str, ...]) -> bool:
     return any(doc_id == p or doc_id.startswith(p + "/") for p in prefixes)
+
+
+def token_counter(embedder: Embedder) -> Callable[[str], int]:
+    """The embedder's own passage token count when it has one, else ~4 characters per token."""
+    count = getattr(embedder, "token_count", None)
+    if callable(count):
+        return lambda text: int(count(text))
+    return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def sentence_windows(
+    text: str, spans: Sequence[tuple[int, int]], budget: int, count: Callable[[str], int]
+) -> list[str]:
+    """Runs of whole sentences (``spans`` over ``text``) whose token counts add up to at most
+    ``budget``; a sentence longer than that is a window alone. Sentences are joined by a space.
+
+    Each sentence is counted on its own (with the model's prefix and special tokens), so a
+    window as embedded stays within the budget.
+    """
+    out: list[str] = []
+    current: list[str] = []
+    used = 0
+    for a, b in spans:
+        sentence = text[a:b]
+        n = count(sentence)
+        if current and used + n > budget:
+            out.append(" ".join(current))
+            current, used = [], 0
+        current.append(sentence)
+        used += n
+    if current:
+        out.append(" ".join(current))
+    return out
 
 
 def _lexical_text(chunk: Chunk) -> str:

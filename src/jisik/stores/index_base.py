@@ -13,6 +13,15 @@ Versioning contract
 
 Keys returned by searches are opaque integers, valid for :meth:`fetch`/:meth:`vectors` on the
 same store until the next commit or rollback.
+
+Multi-vector passages
+---------------------
+A chunk may carry *window vectors* besides its own vector (``windows`` of
+:meth:`IndexBatch.upsert_document`: embeddings of runs of whole sentences of a long passage).
+They belong to their chunk: written, replaced, deleted, versioned and rolled back with it, never
+returned as hits and never lexically indexed. :meth:`IndexStore.search_dense` scores a chunk by
+the best of its own vector and its windows and returns each chunk at most once;
+:meth:`IndexStore.vectors` keeps returning the chunk's own vector.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ class CollectionInfo:
     version: int  # current published version (0 = empty, never committed)
     documents: int = 0
     chunks: int = 0
+    windows: int = 0  # window vectors of the current version's chunks (multi-vector passages)
 
 
 @dataclass(slots=True)
@@ -79,8 +89,14 @@ class IndexBatch(Protocol):
         chunks: Sequence[Chunk],
         vectors: FloatArray,
         tokens: Sequence[Sequence[str]],
+        *,
+        windows: Sequence[FloatArray] | None = None,
     ) -> None:
-        """Replace every chunk of ``doc_id`` by ``chunks`` (one vector and token list each)."""
+        """Replace every chunk of ``doc_id`` by ``chunks`` (one vector and token list each).
+
+        ``windows[i]`` (optional) holds the window vectors of ``chunks[i]``, shape ``(k, dim)``
+        with ``k >= 0`` (see "Multi-vector passages" above).
+        """
 
     def delete_document(self, doc_id: str) -> None: ...
 
@@ -132,10 +148,46 @@ class IndexStore(Protocol):
     def search_dense(
         self, name: str, vector: FloatArray, top_n: int, flt: Filter
     ) -> tuple[KeyArray, FloatArray]:
-        """Cosine similarity (vectors are L2-normalised); best first."""
+        """Cosine similarity (vectors are L2-normalised); best first. A chunk's score is the best
+        over its own vector and its window vectors; each chunk appears at most once."""
 
     def fetch(self, name: str, keys: Sequence[int]) -> list[Chunk]: ...
 
     def vectors(self, name: str, keys: Sequence[int]) -> FloatArray: ...
 
     def close(self) -> None: ...
+
+
+def check_windows(
+    windows: Sequence[FloatArray] | None, n_chunks: int, dim: int, what: str
+) -> list[FloatArray] | None:
+    """Validate the ``windows`` argument of :meth:`IndexBatch.upsert_document`.
+
+    Returns one float32 ``(k, dim)`` array per chunk, or None when no chunk has a window.
+    """
+    if windows is None:
+        return None
+    if isinstance(windows, np.ndarray) or len(windows) != n_chunks:
+        raise InvalidInput(
+            "윈도 벡터 목록은 청크마다 하나씩이어야 합니다.",
+            f"{what}: windows must be a list with one (k, dim) array per chunk ({n_chunks} chunks).",
+        )
+    out: list[FloatArray] = []
+    for w in windows:
+        try:
+            arr = np.asarray(w, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise InvalidInput("윈도 벡터가 숫자 배열이 아닙니다.", f"{what}: window vectors are not numeric.") from e
+        if arr.size == 0:
+            arr = np.zeros((0, dim), np.float32)
+        if arr.ndim != 2 or arr.shape[1] != dim:
+            raise InvalidInput(
+                f"윈도 벡터의 모양이 (k, {dim})이어야 합니다.",
+                f"{what}: window vectors must have shape (k, {dim}), got {arr.shape}.",
+            )
+        if not np.isfinite(arr).all():
+            raise InvalidInput(
+                "윈도 벡터에 NaN/무한대 값이 있습니다.", f"{what}: window vectors contain NaN or infinity."
+            )
+        out.append(arr)
+    return out if any(a.shape[0] for a in out) else None

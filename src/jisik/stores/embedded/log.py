@@ -4,6 +4,12 @@ A row is visible at version V iff ``added_version <= V`` and ``removed_version``
 greater than V. A batch writes inside one SQLite transaction, so an interrupted batch simply
 never happened; in committed state the current rows are exactly those with NULL
 ``removed_version`` (rollback physically removes rows of rolled-back versions).
+
+Window vectors (multi-vector passages) live in ``windows``, keyed by their owner chunk's key:
+a chunk row is never modified after insertion (a new version of a document inserts new rows),
+so a window is visible exactly when its owner is, and ``ON DELETE CASCADE`` removes it with
+its owner (same-batch replacement, rollback, expiry). Collections created before windows
+existed get the empty table on open.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 
 from jisik.core.errors import CorruptData
 from jisik.core.types import Chunk
-from jisik.stores.embedded.snapshot import SnapshotData
+from jisik.stores.embedded.snapshot import SnapshotData, WindowRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +41,10 @@ CREATE TABLE IF NOT EXISTS chunks(
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, removed_version);
 CREATE INDEX IF NOT EXISTS chunks_removed ON chunks(removed_version);
 CREATE INDEX IF NOT EXISTS chunks_added ON chunks(added_version);
+CREATE TABLE IF NOT EXISTS windows(
+  wkey INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL REFERENCES chunks(key) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS windows_key ON windows(key, seq);
 """
 TOKEN_SEP = "\x1f"
 CHUNK_COLS = 'key, doc_id, chunk_id, seq, text, title, source_uri, locator, metadata, start, "end"'
@@ -102,6 +112,32 @@ def insert_chunks(
     )
 
 
+def insert_windows(
+    conn: sqlite3.Connection, doc_id: str, version: int, windows: Sequence[np.ndarray]
+) -> None:
+    """Window vectors of the chunks just inserted for ``doc_id`` (``windows[i]`` belongs to the
+    i-th of them; their keys are read back in insertion order)."""
+    keys = [k for (k,) in conn.execute(
+        "SELECT key FROM chunks WHERE doc_id=? AND +added_version=? AND removed_version IS NULL ORDER BY key",
+        (doc_id, version),
+    )]
+    if len(keys) != len(windows):  # pragma: no cover - would be a bug
+        raise CorruptData("윈도 벡터의 청크를 찾을 수 없습니다.", f"Window owners of {doc_id!r} not found.")
+    conn.executemany(
+        "INSERT INTO windows(key, seq, vector) VALUES(?,?,?)",
+        [(key, seq, np.ascontiguousarray(vec, dtype=np.float32).tobytes())
+         for key, w in zip(keys, windows, strict=True) for seq, vec in enumerate(w)],
+    )
+
+
+def count_windows(conn: sqlite3.Connection) -> int:
+    """Window vectors of the current version's chunks."""
+    (n,) = conn.execute(
+        "SELECT COUNT(*) FROM windows w JOIN chunks c ON c.key = w.key WHERE c.removed_version IS NULL"
+    ).fetchone()
+    return int(n)
+
+
 def read_snapshot_data(conn: sqlite3.Connection, dim: int, version: int | None = None) -> SnapshotData:
     where, params = visible_clause(version)
     rows = conn.execute(
@@ -110,8 +146,17 @@ def read_snapshot_data(conn: sqlite3.Connection, dim: int, version: int | None =
     keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     vectors = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dim)
     tokens = [r[3].split(TOKEN_SEP) if r[3] else [] for r in rows]
+    wrows = conn.execute(
+        f"SELECT w.wkey, w.key, w.vector FROM windows w JOIN chunks c ON c.key = w.key WHERE {where} "
+        "ORDER BY w.key, w.seq", params,
+    ).fetchall()
+    windows = WindowRows(
+        np.fromiter((r[0] for r in wrows), dtype=np.int64, count=len(wrows)),
+        np.fromiter((r[1] for r in wrows), dtype=np.int64, count=len(wrows)),
+        np.frombuffer(b"".join(r[2] for r in wrows), dtype=np.float32).reshape(len(wrows), dim),
+    ) if wrows else None
     return SnapshotData(keys=keys, vectors=vectors, tokens=tokens, doc_ids=[r[1] for r in rows],
-                        metadata=[json.loads(r[2]) for r in rows])
+                        metadata=[json.loads(r[2]) for r in rows], windows=windows)
 
 
 def row_to_chunk(row: Sequence[Any]) -> Chunk:

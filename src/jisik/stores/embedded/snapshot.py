@@ -1,11 +1,17 @@
 """Immutable per-version search snapshot: keys, vectors, BM25 arrays, optional HNSW graph,
-metadata columns for filtering. Written once to ``snap-{version}/`` (temp dir + rename) with a
-manifest of checksums; loaded memory-mapped. A snapshot is derived data: if it is missing or
-fails its checksums, the store rebuilds it from SQLite."""
+metadata columns for filtering, and the window vectors of long chunks (multi-vector passages).
+Written once to ``snap-{version}/`` (temp dir + rename) with a manifest of checksums; loaded
+memory-mapped. A snapshot is derived data: if it is missing or fails its checksums, the store
+rebuilds it from SQLite.
+
+Format 2 added the window arrays (``win_ids``, ``win_owners``, ``win_vectors``); format-1
+snapshots (written before) are still read, as snapshots without windows. In the HNSW graph a
+chunk row is labelled by its key and a window row by ``WINDOW_LABEL_BASE + window id``."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import threading
@@ -26,7 +32,28 @@ from jisik.stores.embedded.lexical import Bm25Index
 from jisik.stores.embedded.ranking import top_n
 
 log = get_logger(__name__)
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: before window vectors (read as "no windows")
+WINDOW_LABEL_BASE = 1 << 40  # HNSW label of window id w: base + w (chunk keys stay far below)
+IntArray = npt.NDArray[np.int64]
+_EMPTY_INT = np.zeros(0, np.int64)
+
+
+@dataclass(slots=True)
+class WindowRows:
+    """Window vectors of the snapshot's chunks, grouped by owner (ascending owner key, then seq)."""
+
+    ids: IntArray  # window row ids (stable across versions: HNSW labels)
+    owners: IntArray  # owner chunk key of each window
+    vectors: npt.NDArray[np.float32]  # (m, dim)
+
+    @classmethod
+    def empty(cls, dim: int) -> WindowRows:
+        return cls(_EMPTY_INT, _EMPTY_INT, np.zeros((0, dim), np.float32))
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.shape[0])
 
 
 @dataclass(slots=True)
@@ -38,6 +65,7 @@ class SnapshotData:
     tokens: Sequence[Sequence[str]]
     doc_ids: list[str]
     metadata: list[dict[str, Any]]
+    windows: WindowRows | None = None
 
 
 @dataclass
@@ -50,12 +78,47 @@ class Snapshot:
     doc_ids: npt.NDArray[np.object_]
     metadata: list[dict[str, Any]]
     hnsw: Any = None  # hnswlib.Index when the collection is large
+    windows: WindowRows | None = None  # None: no chunk has window vectors
     _masks: OrderedDict[Filter, npt.NDArray[np.int64]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # per chunk position: first window row and window count (windows are grouped by owner)
+    _wstart: IntArray = field(default_factory=lambda: _EMPTY_INT)
+    _wcount: IntArray = field(default_factory=lambda: _EMPTY_INT)
+    _wowner_pos: IntArray = field(default_factory=lambda: _EMPTY_INT)
+
+    def __post_init__(self) -> None:
+        w = self.windows
+        if w is None or w.size == 0:
+            self.windows = None
+            return
+        pos = np.searchsorted(self.keys, w.owners).astype(np.int64)
+        if (np.any(pos >= self.size) or not np.array_equal(self.keys[np.minimum(pos, self.size - 1)], w.owners)
+                or np.any(np.diff(pos) < 0)):
+            raise CorruptData(
+                "윈도 벡터의 소유 청크가 맞지 않습니다.", "Window rows do not match the snapshot's chunks."
+            )
+        self._wowner_pos = pos
+        self._wcount = np.bincount(pos, minlength=self.size).astype(np.int64)
+        self._wstart = (np.cumsum(self._wcount) - self._wcount).astype(np.int64)
 
     @property
     def size(self) -> int:
         return int(self.keys.shape[0])
+
+    @property
+    def n_windows(self) -> int:
+        return 0 if self.windows is None else self.windows.size
+
+    @property
+    def dense_rows(self) -> int:
+        """Rows of the dense index: chunk vectors plus window vectors."""
+        return self.size + self.n_windows
+
+    def labels(self) -> IntArray:
+        """HNSW labels of every dense row: chunk keys, then window labels."""
+        if self.windows is None:
+            return np.asarray(self.keys, dtype=np.int64)
+        return np.concatenate([np.asarray(self.keys, dtype=np.int64), WINDOW_LABEL_BASE + self.windows.ids])
 
     # ---- filtering -------------------------------------------------------------------
     def allowed_rows(self, flt: Filter) -> npt.NDArray[np.int64] | None:
@@ -102,36 +165,94 @@ class Snapshot:
     def dense(
         self, vector: npt.NDArray[np.float32], n: int, flt: Filter, exact_max_rows: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        if self.size == 0:
+        """Best ``n`` chunks by cosine similarity; with windows, a chunk scores the best of its
+        own vector and its window vectors and appears once."""
+        if self.size == 0 or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         allowed = self.allowed_rows(flt)
         if self.hnsw is None or (allowed is not None and allowed.shape[0] <= exact_max_rows):
             if allowed is None:
                 scores = self.vectors @ vector
+                if self.windows is not None:
+                    _fold_max(scores, self._wowner_pos, self.windows.vectors @ vector)
                 pos, val = top_n(scores, n)
             else:
-                sub = self.vectors[allowed] @ vector
-                p, val = top_n(sub, n)
-                pos = allowed[p]
+                pos, val = self._rescore(vector, allowed, n)
             return self.keys[pos], val
         return self._hnsw_search(vector, n, allowed)
+
+    def _window_rows(self, positions: IntArray) -> tuple[IntArray, IntArray]:
+        """Window rows of the chunks at ``positions`` and, for each, the index into ``positions``."""
+        cnt = self._wcount[positions]
+        total = int(cnt.sum())
+        if total == 0:
+            return _EMPTY_INT, _EMPTY_INT
+        owner_idx = np.repeat(np.arange(positions.shape[0], dtype=np.int64), cnt)
+        first = np.cumsum(cnt) - cnt
+        rows = np.repeat(self._wstart[positions] - first, cnt) + np.arange(total, dtype=np.int64)
+        return rows, owner_idx
+
+    def _rescore(
+        self, vector: npt.NDArray[np.float32], positions: IntArray, n: int
+    ) -> tuple[IntArray, npt.NDArray[np.float32]]:
+        """Exact scores of the chunks at ``positions`` (own vector and windows); top ``n``."""
+        sub = np.asarray(self.vectors[positions] @ vector, dtype=np.float32)
+        if self.windows is not None:
+            rows, owner_idx = self._window_rows(positions)  # owner_idx is ascending
+            if rows.size:
+                _fold_max(sub, owner_idx, self.windows.vectors[rows] @ vector)
+        p, val = top_n(sub, n)
+        return positions[p], val
+
+    def _owner_positions(self, labels: IntArray) -> IntArray:
+        """Chunk position of each HNSW label (a window label maps to its owner chunk)."""
+        pos = np.searchsorted(self.keys, np.minimum(labels, WINDOW_LABEL_BASE - 1)).astype(np.int64)
+        if self.windows is not None:
+            is_win = labels >= WINDOW_LABEL_BASE
+            if is_win.any():
+                wi = np.searchsorted(self.windows.ids, labels[is_win] - WINDOW_LABEL_BASE)
+                pos[is_win] = self._wowner_pos[np.minimum(wi, self.windows.size - 1)]
+        return pos
 
     def _hnsw_search(
         self, vector: npt.NDArray[np.float32], n: int, allowed: npt.NDArray[np.int64] | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        k = min(n if allowed is None else n * 4, self.size)
+        total = self.dense_rows
+        # windows of one chunk tend to come together: ask for more rows than chunks wanted
+        spread = min(total / self.size, 4.0)
+        k = min(math.ceil(n * spread) * (1 if allowed is None else 4), total)
         while True:
             self.hnsw.set_ef(max(k * 2, 64))
             labels, dist = self.hnsw.knn_query(vector, k=k)
-            keys = labels[0].astype(np.int64)
+            lab = labels[0].astype(np.int64)
             scores = (1.0 - dist[0]).astype(np.float32)
-            if allowed is None:
-                return keys, scores
-            pos = np.searchsorted(self.keys, keys)
-            ok = np.isin(pos, allowed)
-            if ok.sum() >= n or k >= self.size:
-                return keys[ok][:n], scores[ok][:n]
-            k = min(k * 4, self.size)
+            if self.windows is None:
+                if allowed is None:
+                    return lab, scores
+                pos = np.searchsorted(self.keys, lab)
+                ok = np.isin(pos, allowed)
+                if ok.sum() >= n or k >= total:
+                    return lab[ok][:n], scores[ok][:n]
+            else:
+                pos = self._owner_positions(lab)
+                if allowed is not None:
+                    pos = pos[np.isin(pos, allowed)]
+                _, first = np.unique(pos, return_index=True)
+                candidates = pos[np.sort(first)]
+                if candidates.shape[0] >= n or k >= total:
+                    p, val = self._rescore(vector, candidates, n)
+                    return self.keys[p], val
+            k = min(k * 4, total)
+
+
+def _fold_max(scores: npt.NDArray[np.float32], owners: IntArray, values: npt.NDArray[np.float32]) -> None:
+    """``scores[o] = max(scores[o], values[owners == o].max())`` in place; ``owners`` ascending."""
+    if owners.shape[0] == 0:
+        return
+    starts = np.flatnonzero(np.concatenate(([True], owners[1:] != owners[:-1])))
+    best = np.maximum.reduceat(np.asarray(values, dtype=np.float32), starts)
+    o = owners[starts]
+    scores[o] = np.maximum(scores[o], best)
 
 
 def build_snapshot(
@@ -142,39 +263,45 @@ def build_snapshot(
     vectors = np.ascontiguousarray(data.vectors, dtype=np.float32).reshape(-1, dim)
     snap = Snapshot(
         version=version, dim=dim, keys=data.keys, vectors=vectors, bm25=bm25,
-        doc_ids=np.asarray(data.doc_ids, dtype=object), metadata=data.metadata,
+        doc_ids=np.asarray(data.doc_ids, dtype=object), metadata=data.metadata, windows=data.windows,
     )
-    if snap.size >= hnsw_min_rows:
-        snap.hnsw = _build_hnsw(dim, data.keys, vectors, previous, previous_dir)
+    if snap.size and snap.dense_rows >= hnsw_min_rows:
+        snap.hnsw = _build_hnsw(snap, previous, previous_dir)
     return snap
 
 
-def _build_hnsw(
-    dim: int, keys: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32],
-    previous: Snapshot | None, previous_dir: Path | None,
-) -> Any:
-    """Build the HNSW graph; incrementally from the previous version's graph file when there is one
-    (deleted keys are marked deleted and their slots reused, new keys added), else from scratch."""
+def _build_hnsw(snap: Snapshot, previous: Snapshot | None, previous_dir: Path | None) -> Any:
+    """Build the HNSW graph over chunk and window rows; incrementally from the previous version's
+    graph file when there is one (rows gone are marked deleted and their slots reused, new rows
+    added), else from scratch."""
     import hnswlib
 
-    index = hnswlib.Index(space="ip", dim=dim)
+    parts: list[tuple[IntArray, npt.NDArray[np.float32]]] = [(np.asarray(snap.keys, np.int64), snap.vectors)]
+    if snap.windows is not None:
+        parts.append((WINDOW_LABEL_BASE + snap.windows.ids, np.asarray(snap.windows.vectors, np.float32)))
+    total = snap.dense_rows
+    index = hnswlib.Index(space="ip", dim=snap.dim)
     threads = os.cpu_count() or 1
     prev_file = previous_dir / "dense.hnsw" if previous_dir is not None else None
     if previous is not None and prev_file is not None and prev_file.exists():
-        index.load_index(str(prev_file), max_elements=len(keys) + 1024, allow_replace_deleted=True)
+        index.load_index(str(prev_file), max_elements=total + 1024, allow_replace_deleted=True)
         index.set_num_threads(threads)
-        prev_keys = np.asarray(previous.keys)
-        for key in prev_keys[~np.isin(prev_keys, keys)]:
-            index.mark_deleted(int(key))
-        new = ~np.isin(keys, prev_keys)
-        if new.any():
+        prev_labels = previous.labels()
+        labels = snap.labels()
+        for label in prev_labels[~np.isin(prev_labels, labels)]:
+            index.mark_deleted(int(label))
+        for part_labels, part_vectors in parts:
+            new = ~np.isin(part_labels, prev_labels)
+            if not new.any():
+                continue
             if index.get_max_elements() < index.get_current_count() + int(new.sum()):
                 index.resize_index(index.get_current_count() + int(new.sum()) + 1024)
-            index.add_items(vectors[new], keys[new], replace_deleted=True)
+            index.add_items(part_vectors[new], part_labels[new], replace_deleted=True)
         return index
-    index.init_index(max_elements=len(keys) + 1024, ef_construction=200, M=16, allow_replace_deleted=True)
+    index.init_index(max_elements=total + 1024, ef_construction=200, M=16, allow_replace_deleted=True)
     index.set_num_threads(threads)
-    index.add_items(vectors, keys)
+    for part_labels, part_vectors in parts:
+        index.add_items(part_vectors, part_labels)
     return index
 
 
@@ -183,7 +310,11 @@ def save_snapshot(snap: Snapshot, root: Path) -> Path:
     tmp = root / f".tmp-snap-{snap.version:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    arrays: dict[str, npt.NDArray[Any]] = {"keys": snap.keys, "vectors": snap.vectors, **snap.bm25.arrays()}
+    w = snap.windows if snap.windows is not None else WindowRows.empty(snap.dim)
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "keys": snap.keys, "vectors": snap.vectors, **snap.bm25.arrays(),
+        "win_ids": w.ids, "win_owners": w.owners, "win_vectors": w.vectors,
+    }
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
     (tmp / "vocab.json").write_text(json.dumps(snap.bm25.vocab, ensure_ascii=False), "utf-8")
@@ -194,7 +325,7 @@ def save_snapshot(snap: Snapshot, root: Path) -> Path:
         snap.hnsw.save_index(str(tmp / "dense.hnsw"))
     files = sorted(p.name for p in tmp.iterdir())
     manifest = {
-        "format": FORMAT, "version": snap.version, "dim": snap.dim, "rows": snap.size,
+        "format": FORMAT, "version": snap.version, "dim": snap.dim, "rows": snap.size, "windows": w.size,
         "n_rows_lex": snap.bm25.n_rows, "files": {f: sha256_file(tmp / f) for f in files},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), "utf-8")
@@ -212,7 +343,8 @@ def load_snapshot(path: Path) -> Snapshot:
     """Load and verify a snapshot directory; raise CorruptData when anything does not check out."""
     try:
         manifest = json.loads((path / "manifest.json").read_text("utf-8"))
-        if manifest.get("format") != FORMAT:
+        fmt = manifest.get("format")
+        if fmt not in READABLE_FORMATS:
             raise CorruptData("색인 스냅샷 형식이 다릅니다.", f"Unsupported snapshot format in {path}")
         for name, digest in manifest["files"].items():
             if sha256_file(path / name) != digest:
@@ -221,8 +353,10 @@ def load_snapshot(path: Path) -> Snapshot:
                     f"Index file failed its checksum: {path / name}",
                     hint="jisik index rebuild <collection> 로 다시 만드세요.",
                 )
-        arr = {n: np.load(path / f"{n}.npy", mmap_mode="r", allow_pickle=False)
-               for n in ("keys", "vectors", "lex_indptr", "lex_docs", "lex_weights")}
+        names = ["keys", "vectors", "lex_indptr", "lex_docs", "lex_weights"]
+        if fmt >= 2:
+            names += ["win_ids", "win_owners", "win_vectors"]
+        arr = {n: np.load(path / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in names}
         vocab = json.loads((path / "vocab.json").read_text("utf-8"))
         cols = json.loads((path / "columns.json").read_text("utf-8"))
     except CorruptData:
@@ -235,15 +369,19 @@ def load_snapshot(path: Path) -> Snapshot:
     dim = int(manifest["dim"])
     bm25 = Bm25Index(vocab, np.asarray(arr["lex_indptr"]), np.asarray(arr["lex_docs"]),
                      np.asarray(arr["lex_weights"]), int(manifest["n_rows_lex"]))
+    windows = None
+    if "win_ids" in arr and arr["win_ids"].shape[0]:
+        windows = WindowRows(np.asarray(arr["win_ids"], dtype=np.int64), np.asarray(arr["win_owners"], dtype=np.int64),
+                             arr["win_vectors"])
     snap = Snapshot(
         version=int(manifest["version"]), dim=dim, keys=np.asarray(arr["keys"]),
         vectors=arr["vectors"], bm25=bm25,
-        doc_ids=np.asarray(cols["doc_ids"], dtype=object), metadata=cols["metadata"],
+        doc_ids=np.asarray(cols["doc_ids"], dtype=object), metadata=cols["metadata"], windows=windows,
     )
     if (path / "dense.hnsw").exists():
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=dim)
-        index.load_index(str(path / "dense.hnsw"), max_elements=snap.size + 1024, allow_replace_deleted=True)
+        index.load_index(str(path / "dense.hnsw"), max_elements=snap.dense_rows + 1024, allow_replace_deleted=True)
         snap.hnsw = index
     return snap

@@ -24,7 +24,14 @@ from jisik.core.types import Chunk
 from jisik.retrieval.filters import Filter
 from jisik.stores.embedded import log as sqlog
 from jisik.stores.embedded.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
-from jisik.stores.index_base import CollectionInfo, FloatArray, KeyArray, VersionInfo, check_collection_name
+from jisik.stores.index_base import (
+    CollectionInfo,
+    FloatArray,
+    KeyArray,
+    VersionInfo,
+    check_collection_name,
+    check_windows,
+)
 
 logger = get_logger(__name__)
 @dataclass
@@ -72,7 +79,7 @@ class EmbeddedBatch:
 
     def upsert_document(
         self, doc_id: str, fingerprint: str, chunks: Sequence[Chunk], vectors: FloatArray,
-        tokens: Sequence[Sequence[str]],
+        tokens: Sequence[Sequence[str]], *, windows: Sequence[FloatArray] | None = None,
     ) -> None:
         self._check_open()
         if not doc_id:
@@ -88,9 +95,12 @@ class EmbeddedBatch:
             raise InvalidInput("벡터에 NaN/무한대 값이 있습니다.", "Vectors contain NaN or infinity.")
         if any(c.doc_id != doc_id for c in chunks):
             raise InvalidInput("청크의 문서 ID가 다릅니다.", "Every chunk must belong to the upserted document.")
-        existed = self._remove_doc(doc_id)
+        wins = check_windows(windows, len(chunks), self._col.dim, f"upsert_document({doc_id!r})")
+        existed = self._remove_doc(doc_id)  # ON DELETE CASCADE takes this batch's earlier windows along
         if len(chunks):
             sqlog.insert_chunks(self._conn, self.version, fingerprint, chunks, vecs, tokens)
+            if wins is not None:
+                sqlog.insert_windows(self._conn, doc_id, self.version, wins)
         if doc_id not in self._touched:
             self._added += 0 if existed else 1
         self._touched.add(doc_id)
@@ -148,9 +158,9 @@ class EmbeddedBatch:
 class EmbeddedIndexStore:
     """Hybrid chunk index in ``root/<collection>/``: SQLite log + immutable search snapshots.
 
-    ``hnsw_min_rows``: from this many chunks on, dense search uses an HNSW graph (hnswlib);
-    below it, exact inner products (faster and exact at that size). ``keep_versions``: how
-    many published versions stay restorable by rollback.
+    ``hnsw_min_rows``: from this many dense rows on (chunk vectors plus window vectors), dense
+    search uses an HNSW graph (hnswlib); below it, exact inner products (faster and exact at
+    that size). ``keep_versions``: how many published versions stay restorable by rollback.
     """
 
     def __init__(
@@ -211,7 +221,8 @@ class EmbeddedIndexStore:
         docs, chunks = col.conn.execute(
             f"SELECT COUNT(DISTINCT doc_id), COUNT(*) FROM chunks WHERE {where}", params
         ).fetchone()
-        return CollectionInfo(name, col.dim, col.embedder_id, version, int(docs), int(chunks))
+        windows = int(sqlog.get_meta(col.conn).get("windows", "0"))
+        return CollectionInfo(name, col.dim, col.embedder_id, version, int(docs), int(chunks), windows)
 
     def ensure_collection(self, name: str, *, dim: int, embedder_id: str) -> CollectionInfo:
         if dim <= 0:
@@ -302,13 +313,14 @@ class EmbeddedIndexStore:
             "INSERT INTO versions(version, created_at, status, documents, chunks, added_docs, removed_docs, note) "
             "VALUES(?,?,?,?,?,?,?,?)", (version, created, "published", docs, chunks, added, removed, note),
         )
-        sqlog.set_meta(conn, current_version=version)
+        sqlog.set_meta(conn, current_version=version, windows=snap.n_windows)
         conn.execute("COMMIT")
         with col.lock:
             col.snapshot = snap
             col.checked_at = time.monotonic()
         self._gc(col)
-        logger.info("published version", extra={"collection": col.name, "version": version, "chunks": chunks})
+        logger.info("published version", extra={"collection": col.name, "version": version, "chunks": chunks,
+                                                 "windows": snap.n_windows})
         return VersionInfo(version, created, "current", int(docs), int(chunks), added, removed, note)
 
     def _gc(self, col: _Collection) -> None:
@@ -348,7 +360,7 @@ class EmbeddedIndexStore:
                 col.conn.execute("UPDATE chunks SET removed_version=NULL WHERE removed_version > ?", (version,))
                 col.conn.execute("UPDATE versions SET status='rolled_back' WHERE version > ? AND status='published'",
                                  (version,))
-                sqlog.set_meta(col.conn, current_version=version)
+                sqlog.set_meta(col.conn, current_version=version, windows=sqlog.count_windows(col.conn))
             with col.lock:
                 col.snapshot = None
             for p in col.dir.glob("snap-*"):

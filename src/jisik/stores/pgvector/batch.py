@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from jisik.core.errors import InvalidInput, JisikError
 from jisik.core.types import Chunk
-from jisik.stores.index_base import FloatArray, VersionInfo
+from jisik.stores.index_base import FloatArray, VersionInfo, check_windows
 from jisik.stores.pgvector.common import (
     Conn,
     _clean_tokens,
@@ -24,6 +24,9 @@ from jisik.stores.pgvector.common import (
 if TYPE_CHECKING:
     from jisik.stores.pgvector.store import PgVectorStore
 
+# a pending upsert: fingerprint, chunk rows (without key), window vectors per row (None: no windows)
+_Op = tuple[str, list[tuple[Any, ...]], list[FloatArray] | None]
+
 
 class PgBatch:
     """One transaction on its own connection, holding the collection row lock until it ends.
@@ -34,14 +37,17 @@ class PgBatch:
     COPYs per ``FLUSH_DOCS`` documents), so database errors may surface at a later call.
     """
 
+    # keys are drawn from the table's identity sequence before the COPY, so window rows can name their owner
     _CHUNK_COLUMNS = (
-        "doc_id", "chunk_id", "seq", "text", "title", "source_uri", "locator", "metadata",
+        "key", "doc_id", "chunk_id", "seq", "text", "title", "source_uri", "locator", "metadata",
         "char_start", "char_end", "tokens", "ntokens", "embedding", "added_version",
     )
     _CHUNK_TYPES = (
-        "text", "text", "int4", "text", "text", "text", "jsonb", "jsonb",
+        "int8", "text", "text", "int4", "text", "text", "text", "jsonb", "jsonb",
         "int4", "int4", "text[]", "int4", "vector", "int4",
     )
+    _WINDOW_COLUMNS = ("key", "doc_id", "seq", "embedding", "added_version")
+    _WINDOW_TYPES = ("int8", "text", "int4", "vector", "int4")
 
     def __init__(
         self, store: PgVectorStore, conn: Conn, coll: _Coll, *, base_version: int, version: int, note: str
@@ -54,9 +60,10 @@ class PgBatch:
         self.note = note
         self._dirty = False
         self._result: VersionInfo | None = None
-        # latest pending operation per document: (fingerprint, rows) to upsert, None to delete
-        self._pending: dict[str, tuple[str, list[tuple[Any, ...]]] | None] = {}
+        # latest pending operation per document: (fingerprint, rows, windows per row) to upsert, None to delete
+        self._pending: dict[str, _Op | None] = {}
         self._pending_rows = 0
+        self._key_seq: str | None = None  # the chunks table's identity sequence
 
     def _t(self, kind: str) -> sql.Identifier:
         return self._coll.table(self._store.schema, kind)
@@ -84,10 +91,11 @@ class PgBatch:
     FLUSH_ROWS = 2000
 
     def _flush(self) -> None:
-        """Write the pending operations: a handful of set-based statements and two COPYs.
+        """Write the pending operations: a handful of set-based statements and up to three COPYs.
 
-        For each pending document, rows this batch wrote earlier are deleted and the live older
-        rows are stamped ``removed_version = V``; then the new rows are copied in.
+        For each pending document, rows this batch wrote earlier (chunks, docs, windows) are
+        deleted and the live older rows are stamped ``removed_version = V``; then the new rows
+        are copied in.
         """
         if not self._pending:
             return
@@ -96,7 +104,7 @@ class PgBatch:
         p = {"ids": ids, "v": self.version}
         with self._guard() as conn:
             changed = 0
-            for kind in ("chunks", "docs"):
+            for kind in ("chunks", "docs", "windows"):
                 cur = conn.execute(
                     sql.SQL(
                         "DELETE FROM {} WHERE doc_id = ANY(%(ids)s::text[]) AND removed_version IS NULL "
@@ -114,6 +122,8 @@ class PgBatch:
                 )
                 changed += max(cur.rowcount, 0)
             upserts = [(doc_id, op) for doc_id, op in pending.items() if op is not None]
+            n_rows = sum(len(op[1]) for _, op in upserts)
+            keys = iter(self._new_keys(conn, n_rows)) if n_rows else iter(())
             if upserts:
                 with conn.cursor() as cur, cur.copy(
                     sql.SQL("COPY {} (doc_id, fingerprint, chunks, added_version) FROM STDIN (FORMAT BINARY)").format(
@@ -121,23 +131,48 @@ class PgBatch:
                     )
                 ) as copy:
                     copy.set_types(["text", "text", "int4", "int4"])
-                    for doc_id, (fingerprint, rows) in upserts:
+                    for doc_id, (fingerprint, rows, _wins) in upserts:
                         copy.write_row((doc_id, fingerprint, len(rows), self.version))
+                windows: list[tuple[Any, ...]] = []
                 cols = sql.SQL(", ").join(sql.Identifier(c) for c in self._CHUNK_COLUMNS)
                 with conn.cursor() as cur, cur.copy(
                     sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(self._t("chunks"), cols)
                 ) as copy:
                     copy.set_types(list(self._CHUNK_TYPES))
-                    for _doc_id, (_fp, rows) in upserts:
-                        for r in rows:
-                            copy.write_row(r)
+                    for doc_id, (_fp, rows, wins) in upserts:
+                        for i, r in enumerate(rows):
+                            key = next(keys)
+                            copy.write_row((key, *r))
+                            if wins is not None:
+                                windows.extend((key, doc_id, seq, vec, self.version) for seq, vec in enumerate(wins[i]))
+                if windows:
+                    wcols = sql.SQL(", ").join(sql.Identifier(c) for c in self._WINDOW_COLUMNS)
+                    with conn.cursor() as cur, cur.copy(
+                        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(self._t("windows"), wcols)
+                    ) as copy:
+                        copy.set_types(list(self._WINDOW_TYPES))
+                        for row in windows:
+                            copy.write_row(row)
             if upserts or changed:
                 self._dirty = True
 
-    def _queue(self, doc_id: str, op: tuple[str, list[tuple[Any, ...]]] | None) -> None:
+    def _new_keys(self, conn: Conn, n: int) -> list[int]:
+        """``n`` fresh chunk keys from the chunks table's identity sequence."""
+        if self._key_seq is None:
+            table = self._t("chunks").as_string(conn)
+            row = conn.execute("SELECT pg_get_serial_sequence(%s, 'key')", (table,)).fetchone()
+            assert row is not None and row[0]
+            self._key_seq = str(row[0])
+        rows = conn.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (self._key_seq, n)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _queue(self, doc_id: str, op: _Op | None) -> None:
         self._pending.pop(doc_id, None)  # keep the order of the latest operations
         self._pending[doc_id] = op
-        self._pending_rows += len(op[1]) if op is not None else 0
+        if op is not None:
+            self._pending_rows += len(op[1]) + (sum(len(w) for w in op[2]) if op[2] is not None else 0)
         if len(self._pending) >= self.FLUSH_DOCS or self._pending_rows >= self.FLUSH_ROWS:
             self._flush()
 
@@ -148,6 +183,8 @@ class PgBatch:
         chunks: Sequence[Chunk],
         vectors: FloatArray,
         tokens: Sequence[Sequence[str]],
+        *,
+        windows: Sequence[FloatArray] | None = None,
     ) -> None:
         self._live()
         if not isinstance(doc_id, str) or not doc_id or "\x00" in doc_id:
@@ -162,6 +199,7 @@ class PgBatch:
                 f"Got {len(chunks)} chunks but {len(tokens)} token lists.",
             )
         arr = _finite_vectors(vectors, self._coll.dim, len(chunks), f"upsert_document({doc_id!r})")
+        wins = check_windows(windows, len(chunks), self._coll.dim, f"upsert_document({doc_id!r})")
         rows: list[tuple[Any, ...]] = []
         for ch, toks, vec in zip(chunks, tokens, arr, strict=True):
             if not isinstance(ch, Chunk):
@@ -192,7 +230,7 @@ class PgBatch:
                 _jsonb(_json_text(ch.locator or {}, "locator")), _jsonb(_json_text(ch.metadata or {}, "metadata")),
                 start, end, clean, len(clean), vec, self.version,
             ))
-        self._queue(doc_id, (fingerprint, rows))
+        self._queue(doc_id, (fingerprint, rows, wins))
 
     def delete_document(self, doc_id: str) -> None:
         self._live()
@@ -243,16 +281,27 @@ class PgBatch:
             assert srow is not None and drow is not None
             added_chunks, added_tokens, removed_chunks, removed_tokens = (int(x) for x in srow)
             added_any, removed_any, replaced = (int(x) for x in drow)
+            wrow = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) FILTER (WHERE added_version = %(v)s), "
+                    "count(*) FILTER (WHERE removed_version = %(v)s) "
+                    "FROM {w} WHERE added_version = %(v)s OR removed_version = %(v)s"
+                ).format(w=self._t("windows")),
+                {"v": v},
+            ).fetchone()
+            assert wrow is not None
+            added_windows, removed_windows = int(wrow[0]), int(wrow[1])
             crow = conn.execute(
                 sql.SQL(
                     "UPDATE {c} SET current_version = %(v)s, last_version = %(v)s, "
                     "live_docs = live_docs + %(dd)s, live_chunks = live_chunks + %(dc)s, "
-                    "total_tokens = total_tokens + %(dt)s WHERE id = %(id)s "
-                    "RETURNING live_docs, live_chunks, total_tokens"
+                    "total_tokens = total_tokens + %(dt)s, live_windows = live_windows + %(dw)s WHERE id = %(id)s "
+                    "RETURNING live_docs, live_chunks, total_tokens, live_windows"
                 ).format(c=store._t("collections")),
                 {
                     "v": v, "id": self._coll.id, "dd": added_any - removed_any,
                     "dc": added_chunks - removed_chunks, "dt": added_tokens - removed_tokens,
+                    "dw": added_windows - removed_windows,
                 },
             ).fetchone()
             assert crow is not None
@@ -268,7 +317,7 @@ class PgBatch:
             ).fetchone()
             assert vrow is not None
             store._expire_old_versions(conn, self._coll)
-            store._ensure_ann_index(conn, self._coll, int(crow[1]))
+            store._ensure_ann_index(conn, self._coll, int(crow[1]), int(crow[3]))
             store._analyze_if_needed(conn, self._coll, added_chunks + removed_chunks, int(crow[1]))
             conn.commit()
         self._close()

@@ -31,7 +31,7 @@ except ImportError as _e:  # pragma: no cover - depends on the environment
     ) from _e
 
 logger = get_logger("jisik.stores.pgvector")  # the name it had as a single module
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"  # 2: window vectors (c<id>_windows, collections.live_windows); 1 is migrated
 MAX_DIM = 16000  # pgvector's limit for the vector type
 HNSW_MAX_DIM = 2000  # vector HNSW limit; up to 4000 we index a halfvec expression instead
 HALFVEC_MAX_DIM = 4000

@@ -57,7 +57,8 @@ class _SchemaMixin(_StoreBase):
                 row = conn.execute(
                     sql.SQL("SELECT value FROM {} WHERE key = 'layout'").format(self._t("meta"))
                 ).fetchone()
-                if row is None or row[0] != LAYOUT_VERSION:
+                migrate = row is not None and row[0] == "1"
+                if row is None or (row[0] != LAYOUT_VERSION and not migrate):
                     raise CorruptData(
                         f"스키마 '{self.schema}'의 형식 버전({row and row[0]})을 이 jisik은 읽을 수 없습니다.",
                         f"Schema '{self.schema}' has layout {row and row[0]!r}; this jisik needs {LAYOUT_VERSION}.",
@@ -74,7 +75,8 @@ class _SchemaMixin(_StoreBase):
                         live_docs bigint NOT NULL DEFAULT 0,
                         live_chunks bigint NOT NULL DEFAULT 0,
                         total_tokens bigint NOT NULL DEFAULT 0,
-                        created_at timestamptz NOT NULL DEFAULT now())"""
+                        created_at timestamptz NOT NULL DEFAULT now(),
+                        live_windows bigint NOT NULL DEFAULT 0)"""
                     ).format(c=self._t("collections"))
                 )
                 conn.execute(
@@ -94,6 +96,8 @@ class _SchemaMixin(_StoreBase):
                         PRIMARY KEY (collection_id, version))"""
                     ).format(v=self._t("versions"), c=self._t("collections"))
                 )
+                if migrate:
+                    self._migrate_layout_1(conn)
             info = TypeInfo.fetch(conn, "vector")
             if info is None:  # pragma: no cover - extension just created
                 raise Unavailable("pgvector 타입을 찾을 수 없습니다.", "The vector type is not visible (search_path?).")
@@ -170,3 +174,47 @@ class _SchemaMixin(_StoreBase):
         )
         conn.execute(sql.SQL("CREATE INDEX ON {} (doc_id)").format(t("live")))
         conn.execute(sql.SQL("CREATE INDEX ON {} USING gin (metadata jsonb_path_ops)").format(t("live")))
+        self._create_windows_table(conn, coll)
+
+    def _create_windows_table(self, conn: Conn, coll: _Coll) -> None:
+        """Window vectors of long chunks (multi-vector passages): owner chunk ``key``, versioned
+        like the chunks table (same ``doc_id`` and version stamps, so they come and go together)."""
+        w = coll.table(self.schema, "windows")
+        conn.execute(
+            sql.SQL(
+                """CREATE TABLE IF NOT EXISTS {w} (
+                wkey bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                key bigint NOT NULL,
+                doc_id text NOT NULL,
+                seq integer NOT NULL,
+                embedding vector({dim}) NOT NULL,
+                added_version integer NOT NULL,
+                removed_version integer)"""
+            ).format(w=w, dim=sql.Literal(coll.dim))
+        )
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (key)").format(
+            sql.Identifier(f"c{coll.id}_windows_key"), w))
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (doc_id) WHERE removed_version IS NULL").format(
+            sql.Identifier(f"c{coll.id}_windows_doc"), w))
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (added_version)").format(
+            sql.Identifier(f"c{coll.id}_windows_added"), w))
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (removed_version) WHERE removed_version IS NOT NULL").format(
+                sql.Identifier(f"c{coll.id}_windows_removed"), w)
+        )
+
+    def _migrate_layout_1(self, conn: Conn) -> None:
+        """Layout 1 -> 2 (inside the bootstrap transaction): every collection gets an empty
+        windows table (its chunks simply have no windows until they are re-indexed)."""
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS live_windows bigint NOT NULL DEFAULT 0").format(
+                self._t("collections")
+            )
+        )
+        for cid, name, dim in conn.execute(
+            sql.SQL("SELECT id, name, dim FROM {}").format(self._t("collections"))
+        ).fetchall():
+            self._create_windows_table(conn, _Coll(int(cid), name, int(dim)))
+        conn.execute(
+            sql.SQL("UPDATE {} SET value = %s WHERE key = 'layout'").format(self._t("meta")), (LAYOUT_VERSION,)
+        )

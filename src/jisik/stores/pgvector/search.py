@@ -143,9 +143,19 @@ class _SearchMixin(_StoreBase):
         ).format(with_allowed=with_allowed, score=score, p=p_t, w=w, fjoin=fjoin)
         return conn.execute(q, base).fetchall()
 
+    WINDOW_SPREAD = 4  # window rows asked per wanted chunk (windows of one chunk tend to come together)
+
     def search_dense(
         self, name: str, vector: FloatArray, top_n: int, flt: Filter
     ) -> tuple[KeyArray, FloatArray]:
+        """Best ``top_n`` chunks by cosine similarity of their own vector or, better, one of their
+        window vectors (each chunk once).
+
+        Candidates are the ANN top-n chunks by their own vector plus the owners of the ANN top
+        window rows (enough rows for ``top_n`` distinct owners); the candidates are then scored
+        exactly over their own vector and all their windows. When an ANN index runs dry (very
+        selective filter), an exact scan over the rows passing the filter answers instead.
+        """
         n = self._top_n(top_n)
         fsql = _FilterSQL()
         where = fsql.build(flt if flt is not None else Filter())
@@ -157,6 +167,7 @@ class _SearchMixin(_StoreBase):
                 return self._empty()
             params: dict[str, Any] = {"q": q, "n": n, **fsql.params}
             ch = coll.table(self.schema, "chunks")
+            live = coll.table(self.schema, "live")
             emb = sql.SQL("c.embedding")
             approx = sql.SQL(
                 """SELECT key, 1.0 - dist AS score FROM (
@@ -165,48 +176,126 @@ class _SearchMixin(_StoreBase):
                     ORDER BY {ann} <=> {qa} LIMIT %(n)s) s
                 ORDER BY dist, key"""
             ).format(ch=ch, where=where, ann=coll.ann_expr(emb), qa=coll.ann_query(sql.Placeholder("q")))
-            if flt:  # evaluate the filter on the narrow live table, then score only what passed
-                exact = sql.SQL(
-                    """SELECT ch.key, 1.0 - (ch.embedding <=> %(q)s) AS score
-                    FROM {ch} ch WHERE ch.removed_version IS NULL
-                      AND ch.key IN (SELECT c.key FROM {live} c WHERE {where})
-                    ORDER BY ch.embedding <=> %(q)s, ch.key LIMIT %(n)s"""
-                ).format(ch=ch, live=coll.table(self.schema, "live"), where=where)
-            else:
-                exact = sql.SQL(
-                    """SELECT c.key, 1.0 - (c.embedding <=> %(q)s) AS score
-                    FROM {ch} c WHERE c.removed_version IS NULL
-                    ORDER BY c.embedding <=> %(q)s, c.key LIMIT %(n)s"""
-                ).format(ch=ch)
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for all steps
-                if coll.dim <= HALFVEC_MAX_DIM:
-                    conn.execute(
-                        "SELECT set_config('hnsw.ef_search', %s, true), "
-                        "set_config('hnsw.iterative_scan', %s, true), "
-                        "set_config('hnsw.max_scan_tuples', %s, true)",
-                        (str(min(1000, max(self._ef_search, n))), self._iterative, str(self._max_scan_tuples)),
-                    )
+                windows_sql = sql.SQL("(SELECT live_windows FROM {} WHERE id = %(cid)s)").format(
+                    self._t("collections")
+                )
+                ann = coll.dim <= HALFVEC_MAX_DIM
+                if ann:
+                    st = conn.execute(
+                        sql.SQL(
+                            "SELECT set_config('hnsw.ef_search', %(ef)s, true), "
+                            "set_config('hnsw.iterative_scan', %(it)s, true), "
+                            "set_config('hnsw.max_scan_tuples', %(mst)s, true), {}"
+                        ).format(windows_sql),
+                        {"ef": str(min(1000, max(self._ef_search, n))), "it": self._iterative,
+                         "mst": str(self._max_scan_tuples), "cid": coll.id},
+                    ).fetchone()
+                else:
+                    st = conn.execute(sql.SQL("SELECT {}").format(windows_sql), {"cid": coll.id}).fetchone()
+                if st is None or st[-1] is None:  # dropped (and maybe re-created) since we cached its id
+                    with self._cache_lock:
+                        self._cache.pop(name, None)
+                    raise _Retry()
+                has_windows = int(st[-1]) > 0
+                if ann:
                     rows = conn.execute(approx, params).fetchall()
-                    if len(rows) >= n:
-                        return self._arrays(rows)
                     # fewer than n: fine if that is every row passing the filter (cheap to check,
                     # at most n rows are counted)
-                    allowed = conn.execute(
-                        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {live} c WHERE {where} LIMIT %(n)s) x").format(
-                            live=coll.table(self.schema, "live"), where=where
-                        ),
-                        params,
-                    ).fetchone()
-                    if allowed is not None and len(rows) >= int(allowed[0]):
+                    complete = len(rows) >= n or len(rows) >= self._count_upto(
+                        conn, sql.SQL("SELECT 1 FROM {live} c WHERE {where}").format(live=live, where=where),
+                        params, n,
+                    )
+                    if complete and not has_windows:
                         return self._arrays(rows)
-                    # the ANN index ran dry (very selective filter or many history rows):
-                    # an exact scan is cheap precisely when few rows match
-                    conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+                    if complete:
+                        owners = self._window_owners(conn, coll, params, where, bool(flt), n)
+                        if owners is not None:
+                            candidates = sorted({int(r[0]) for r in rows} | owners)
+                            return self._arrays(conn.execute(self._best_sql(coll, candidates=True), {
+                                **params, "cands": candidates}).fetchall())
+                    if not has_windows:
+                        # the ANN index ran dry (very selective filter or many history rows):
+                        # an exact scan is cheap precisely when few rows match
+                        conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+                exact = self._exact_sql(coll, where, bool(flt), has_windows)
                 return self._arrays(conn.execute(exact, params).fetchall())
 
         result: tuple[KeyArray, FloatArray] = self._run(go)
         return result
+
+    @staticmethod
+    def _count_upto(conn: Conn, rows_sql: sql.Composable, params: dict[str, Any], limit: int) -> int:
+        """How many rows ``rows_sql`` yields, counting at most ``limit``."""
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM ({} LIMIT %(count_limit)s) x").format(rows_sql),
+            {**params, "count_limit": limit},
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _best_sql(self, coll: _Coll, *, candidates: bool) -> sql.Composed:
+        """Exact score of chunk rows ``ch`` (own vector or best window), best first; over the
+        keys ``%(cands)s`` or (``candidates=False``) over rows the caller's WHERE selects."""
+        best = sql.SQL(
+            "least(ch.embedding <=> %(q)s, coalesce((SELECT min(x.embedding <=> %(q)s) FROM {w} x "
+            "WHERE x.key = ch.key), 2.0))"
+        ).format(w=coll.table(self.schema, "windows"))
+        head = sql.SQL("SELECT ch.key, 1.0 - {best} AS score FROM {ch} ch").format(
+            best=best, ch=coll.table(self.schema, "chunks")
+        )
+        if candidates:
+            return sql.SQL("{} WHERE ch.key = ANY(%(cands)s) ORDER BY score DESC, ch.key LIMIT %(n)s").format(head)
+        return head
+
+    def _exact_sql(self, coll: _Coll, where: sql.Composable, filtered: bool, has_windows: bool) -> sql.Composed:
+        ch = coll.table(self.schema, "chunks")
+        # evaluate a filter on the narrow live table, then score only what passed
+        allowed = (
+            sql.SQL(" AND ch.key IN (SELECT c.key FROM {live} c WHERE {where})").format(
+                live=coll.table(self.schema, "live"), where=where
+            )
+            if filtered else sql.SQL("")
+        )
+        if has_windows:
+            return sql.SQL(
+                "{head} WHERE ch.removed_version IS NULL{allowed} ORDER BY score DESC, ch.key LIMIT %(n)s"
+            ).format(head=self._best_sql(coll, candidates=False), allowed=allowed)
+        return sql.SQL(
+            """SELECT ch.key, 1.0 - (ch.embedding <=> %(q)s) AS score
+            FROM {ch} ch WHERE ch.removed_version IS NULL{allowed}
+            ORDER BY ch.embedding <=> %(q)s, ch.key LIMIT %(n)s"""
+        ).format(ch=ch, allowed=allowed)
+
+    def _window_owners(
+        self, conn: Conn, coll: _Coll, params: dict[str, Any], where: sql.Composable, filtered: bool, n: int
+    ) -> set[int] | None:
+        """Owner keys of the ANN top window rows, enough for ``n`` distinct owners (or every
+        window passing the filter); None when the ANN index ran dry before that."""
+        w = coll.table(self.schema, "windows")
+        cond = (
+            sql.SQL(" AND EXISTS (SELECT 1 FROM {live} c WHERE c.key = w.key AND {where})").format(
+                live=coll.table(self.schema, "live"), where=where
+            )
+            if filtered else sql.SQL("")
+        )
+        rows_sql = sql.SQL("SELECT w.key FROM {w} w WHERE w.removed_version IS NULL{cond}").format(w=w, cond=cond)
+        top = sql.SQL("{rows} ORDER BY {ann} <=> {qa} LIMIT %(k)s").format(
+            rows=rows_sql, ann=coll.ann_expr(sql.SQL("w.embedding")), qa=coll.ann_query(sql.Placeholder("q"))
+        )
+        k = n * self.WINDOW_SPREAD
+        for _ in range(3):
+            if coll.dim <= HALFVEC_MAX_DIM:
+                ef = str(min(1000, max(self._ef_search, k)))
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (ef,))
+            found = conn.execute(top, {**params, "k": k}).fetchall()
+            owners = {int(r[0]) for r in found}
+            if len(owners) >= n:
+                return owners
+            if len(found) < k:  # all of them, unless the index ran dry
+                return owners if len(found) >= self._count_upto(conn, rows_sql, params, k) else None
+            k *= 4
+        return None
 
     # -- fetch ------------------------------------------------------------------
 

@@ -34,10 +34,10 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
     def _info(row: Sequence[Any]) -> CollectionInfo:
         return CollectionInfo(
             name=row[0], dim=int(row[1]), embedder_id=row[2], version=int(row[3]),
-            documents=int(row[4]), chunks=int(row[5]),
+            documents=int(row[4]), chunks=int(row[5]), windows=int(row[6]),
         )
 
-    _INFO_COLS = sql.SQL("name, dim, embedder_id, current_version, live_docs, live_chunks")
+    _INFO_COLS = sql.SQL("name, dim, embedder_id, current_version, live_docs, live_chunks, live_windows")
 
     # -- collections ----------------------------------------------------------
 
@@ -116,7 +116,7 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
             with conn.transaction():
                 self._set_lock_timeout(conn)
                 coll = self._coll(conn, name, lock=True)
-                for kind in ("chunks", "docs", "postings", "df", "live"):
+                for kind in ("chunks", "docs", "postings", "df", "live", "windows"):
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(coll.table(self.schema, kind)))
                 conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(self._t("collections")), (coll.id,))
             with self._cache_lock:
@@ -149,7 +149,7 @@ class PgVectorStore(_SchemaMixin, _VersionsMixin, _SearchMixin):
 
         def go(conn: Conn) -> None:
             coll = self._coll(conn, name)
-            kinds = ("chunks", "postings", "live", "df", "docs")
+            kinds = ("chunks", "postings", "live", "df", "docs", "windows")
             tables = sql.SQL(", ").join(coll.table(self.schema, k) for k in kinds)
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(tables))
 

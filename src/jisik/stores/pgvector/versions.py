@@ -153,9 +153,9 @@ class _VersionsMixin(_StoreBase):
                 )
                 conn.execute(
                     sql.SQL(
-                        "UPDATE {} SET current_version = %s, live_docs = %s, live_chunks = %s, total_tokens = %s "
-                        "WHERE id = %s"
-                    ).format(self._t("collections")),
+                        "UPDATE {} SET current_version = %s, live_docs = %s, live_chunks = %s, total_tokens = %s, "
+                        "live_windows = (SELECT count(*) FROM {} WHERE removed_version IS NULL) WHERE id = %s"
+                    ).format(self._t("collections"), coll.table(self.schema, "windows")),
                     (w, vrow[3], vrow[4], vrow[5], coll.id),
                 )
                 return self._version_info(vrow, w)
@@ -165,7 +165,6 @@ class _VersionsMixin(_StoreBase):
 
     def _rollback_rows(self, conn: Conn, coll: _Coll, w: int) -> None:
         t = lambda kind: coll.table(self.schema, kind)  # noqa: E731
-        ch = t("chunks")
         # current-version structures: live rows added after W leave, rows removed after W come back
         self._update_current(
             conn, coll,
@@ -173,12 +172,11 @@ class _VersionsMixin(_StoreBase):
             leaving=sql.SQL("c.added_version > %(w)s AND c.removed_version IS NULL"),
             params={"w": w},
         )
-        conn.execute(sql.SQL("DELETE FROM {} WHERE added_version > %s").format(ch), (w,))
-        conn.execute(sql.SQL("UPDATE {} SET removed_version = NULL WHERE removed_version > %s").format(ch), (w,))
-        conn.execute(sql.SQL("DELETE FROM {} WHERE added_version > %s").format(t("docs")), (w,))
-        conn.execute(
-            sql.SQL("UPDATE {} SET removed_version = NULL WHERE removed_version > %s").format(t("docs")), (w,)
-        )
+        for kind in ("chunks", "docs", "windows"):
+            conn.execute(sql.SQL("DELETE FROM {} WHERE added_version > %s").format(t(kind)), (w,))
+            conn.execute(
+                sql.SQL("UPDATE {} SET removed_version = NULL WHERE removed_version > %s").format(t(kind)), (w,)
+            )
 
     def _update_current(
         self, conn: Conn, coll: _Coll, *, entering: sql.Composable, leaving: sql.Composable, params: dict[str, Any]
@@ -243,7 +241,7 @@ class _VersionsMixin(_StoreBase):
             return
         oldest = int(row[0])
         # rows removed at or before the oldest kept version are invisible in every kept version
-        for kind in ("chunks", "docs"):
+        for kind in ("chunks", "docs", "windows"):
             conn.execute(
                 sql.SQL("DELETE FROM {} WHERE removed_version IS NOT NULL AND removed_version <= %s").format(
                     coll.table(self.schema, kind)
@@ -270,36 +268,41 @@ class _VersionsMixin(_StoreBase):
         """
         if not self._large_change(changed, live):
             return
-        for kind in ("chunks", "postings", "live", "df"):
+        for kind in ("chunks", "postings", "live", "df", "windows"):
             conn.execute(sql.SQL("ANALYZE {}").format(coll.table(self.schema, kind)))
 
-    def _ensure_ann_index(self, conn: Conn, coll: _Coll, live_chunks: int) -> None:
-        """Build the HNSW index in bulk once the collection is big enough (inside the commit).
+    def _ensure_ann_index(self, conn: Conn, coll: _Coll, live_chunks: int, live_windows: int = 0) -> None:
+        """Build the HNSW indexes in bulk once the collection is big enough (inside the commit):
+        on the chunk vectors from ``hnsw_min_rows`` live chunks on, on the window vectors from
+        ``hnsw_min_rows`` live windows on.
 
         Bulk builds are many times faster than row-by-row inserts, so the first large batch
         pays seconds instead of minutes; smaller collections are searched exactly. CREATE INDEX
         takes a SHARE lock: readers keep going, other writers are excluded anyway.
         """
-        if coll.dim > HALFVEC_MAX_DIM or live_chunks < self.hnsw_min_rows:
+        if coll.dim > HALFVEC_MAX_DIM:
             return
-        name = f"c{coll.id}_hnsw"
-        exists = conn.execute(
-            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (self.schema, name)
-        ).fetchone()
-        if exists:
-            return
-        opclass = "vector_cosine_ops" if coll.dim <= HNSW_MAX_DIM else "halfvec_cosine_ops"
-        conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (self._build_mem,))
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX {name} ON {ch} USING hnsw ({expr} {ops}) WITH (m = {m}, ef_construction = {efc}) "
-                "WHERE removed_version IS NULL"
-            ).format(
-                name=sql.Identifier(name), ch=coll.table(self.schema, "chunks"),
-                expr=coll.ann_expr(sql.Identifier("embedding")), ops=sql.SQL(opclass),
-                m=sql.Literal(self._hnsw_m), efc=sql.Literal(self._hnsw_efc),
+        for kind, name, live in (("chunks", f"c{coll.id}_hnsw", live_chunks),
+                                 ("windows", f"c{coll.id}_whnsw", live_windows)):
+            if live < self.hnsw_min_rows:
+                continue
+            exists = conn.execute(
+                "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (self.schema, name)
+            ).fetchone()
+            if exists:
+                continue
+            opclass = "vector_cosine_ops" if coll.dim <= HNSW_MAX_DIM else "halfvec_cosine_ops"
+            conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (self._build_mem,))
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX {name} ON {tbl} USING hnsw ({expr} {ops}) WITH (m = {m}, ef_construction = {efc}) "
+                    "WHERE removed_version IS NULL"
+                ).format(
+                    name=sql.Identifier(name), tbl=coll.table(self.schema, kind),
+                    expr=coll.ann_expr(sql.Identifier("embedding")), ops=sql.SQL(opclass),
+                    m=sql.Literal(self._hnsw_m), efc=sql.Literal(self._hnsw_efc),
+                )
             )
-        )
 
     def _apply_df_delta(self, conn: Conn, coll: _Coll, delta: sql.Composable, params: dict[str, Any]) -> None:
         df = coll.table(self.schema, "df")
