@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JISIK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / "bench" / ".cache"
+# one home for every benchmark (embedding cache, scratch indexes), whatever the working directory
+os.environ.setdefault("JISIK_HOME", str(CACHE / "home"))
 
 
 @dataclass(frozen=True)
