@@ -131,6 +131,20 @@ def api_section(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def multiquery_section(res: dict[str, Any]) -> list[str]:
+    out = ["## Multi-query with a local LLM", "", f"Run: {machine_line(res['machine'])}. The {res['queries']} FAQ "
+           f"paraphrases, default hybrid retriever; variants written by the offline `{res['model']}` GGUF model "
+           f"(`expand_with_llm`, p50 {res['llm_rewrite_ms_p50']:.0f} ms per question; it changed "
+           f"{res['llm_rewritten_queries']} of {res['queries']} questions beyond the rule-based variants). "
+           "Produced by `bench/multiquery_llm.py`.", "",
+           "| variants | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|"]
+    for label, r in res["results"].items():
+        out.append(f"| {label} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} |")
+    out += ["", "Examples of the model's rewrites: " + "; ".join(
+        f"{e['query']} -> {' / '.join(e['variants']) or '(none)'}" for e in res["examples"][:3]), ""]
+    return out
+
+
 def offtopic_section(res: dict[str, Any], cal: dict[str, Any] | None) -> list[str]:
     out = ["## FAQ off-topic gate", "", f"Run: {machine_line(res['machine'])}. Embedder `{res['embedder']}`. The `faq` "
            "app's gate (no LLM) on the shared evaluation questions (`smartstore_faq/eval_questions_*_llm_generated"
@@ -169,6 +183,8 @@ def main() -> int:
         lines += pipeline_section(pipe)
     if (api := load("api_load")) is not None:
         lines += api_section(api)
+    if (mq := load("multiquery_llm")) is not None:
+        lines += multiquery_section(mq)
     if (off := load("faq_offtopic")) is not None:
         lines += offtopic_section(off, load("faq_offtopic_calibration"))
     speed = RESULTS / "embed_speed.txt"
