@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +92,24 @@ class ChatLogOut(_FromStore):
     model: str
     message_id: str
     created_at: datetime
+
+
+class FeedbackOut(_FromStore):
+    feedback_id: str
+    message_id: str = Field(description="평가한 답변의 message_id")
+    rating: str = Field(description="up | down")
+    comment: str
+    session_id: str
+    user_id: str = Field(description="가명 처리된 사용자 ID")
+    citations: list[dict[str, Any]] = Field(description="평가 당시 답변의 출처")
+    created_at: datetime
+
+
+class FeedbackPage(BaseModel):
+    items: list[FeedbackOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class LogsPage(BaseModel):

@@ -27,7 +27,7 @@ async def test_root_health_readiness_and_docs(make_app: MakeApp) -> None:
         spec = (await c.get("/openapi.json")).json()
         for path in ("/query", "/api/v1/chat", "/api/v1/chat/stream", "/api/v1/chat/feedback",
                      "/api/v1/sessions/{session_id}", "/api/v1/admin/stats/overview", "/api/v1/admin/stats/trends",
-                     "/api/v1/admin/stats/feedback", "/api/v1/admin/users", "/api/v1/admin/logs",
+                     "/api/v1/admin/stats/feedback", "/api/v1/admin/feedback", "/api/v1/admin/users", "/api/v1/admin/logs",
                      "/api/v1/admin/logs/{user_id}", "/api/v1/ingest", "/metrics"):
             assert path in spec["paths"], path
         assert (await c.get("/docs")).status_code == 200
@@ -117,6 +117,14 @@ async def test_chat_session_feedback_and_admin_statistics(make_app: MakeApp) -> 
         assert sum(p["questions"] for p in trends["points"]) == 3
         fstats = (await c.get("/api/v1/admin/stats/feedback", headers=ADMIN)).json()
         assert fstats["up"] == 1 and fstats["with_comment"] == 1
+        listed = (await c.get("/api/v1/admin/feedback", headers=ADMIN, params={"user_id": "kim"})).json()
+        assert listed["total"] == 1 and listed["items"][0]["comment"] == "정확해요"
+        item = listed["items"][0]
+        assert item["message_id"] == mid and item["rating"] == "up" and item["user_id"].startswith("u_")
+        assert len(item["citations"]) == len(first["citations"])
+        assert (await c.get("/api/v1/admin/feedback", headers=ADMIN, params={"rating": "down"})).json()["total"] == 0
+        assert (await c.get("/api/v1/admin/feedback", headers=ADMIN, params={"rating": "meh"})).status_code == 422
+        assert (await c.get("/api/v1/admin/feedback")).status_code in (401, 403)
         users = (await c.get("/api/v1/admin/users", headers=ADMIN)).json()
         assert users["total"] == 1 and users["items"][0]["user_id"].startswith("u_")
         logs = (await c.get("/api/v1/admin/logs", headers=ADMIN, params={"off_topic": "false"})).json()

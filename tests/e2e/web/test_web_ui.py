@@ -101,6 +101,7 @@ def test_question_streams_with_citation_and_feedback_counts_on_dashboard(web: An
     expect(admin.locator("[data-stat=feedback_down] .value")).to_have_text("0")
     expect(admin.locator("[data-stat=questions] .value")).to_have_text("1")
     expect(admin.locator("#feedback-summary")).to_contain_text("의견이 있는 평가 1건")
+    expect(admin.locator("#table-feedback-comments")).to_contain_text("정확하고 빨라요")  # the comment itself
     expect(admin.locator("#table-top")).to_contain_text(QUESTION)
     expect(admin.locator("#table-logs")).to_contain_text(QUESTION)
     expect(admin.locator("#index-list")).to_contain_text("faq — 현재 버전 1, 문서 5개")

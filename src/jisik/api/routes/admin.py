@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from jisik.api.deps import StateDep, require_admin
 from jisik.api.schemas import ERRORS
 from jisik.api.schemas_admin import (
+    FeedbackPage,
     FeedbackStatsOut,
     LogsPage,
     OverviewOut,
@@ -117,6 +118,18 @@ async def user_logs(state: StateDep, user_id: Annotated[str, Path(min_length=1, 
     q = LogQuery(user_id=user_id, since=since, until=until, limit=limit, offset=offset)
     page = await asyncio.to_thread(state.stores.chatlogs.list, q)
     return LogsPage.model_validate(page, from_attributes=True)
+
+
+@router.get("/feedback", response_model=FeedbackPage, summary="피드백 목록 (의견 포함, 최신순)")
+async def feedback_list(state: StateDep, rating: Annotated[Literal["up", "down"] | None, Query()] = None,
+                        user_id: Annotated[str | None, Query(max_length=255)] = None, session_id: Label = None,
+                        since: Since = None, until: Until = None, limit: Limit = 50,
+                        offset: Offset = 0) -> FeedbackPage:
+    """좋아요/싫어요와 의견(comment)을 최신순으로 봅니다. 사용자 ID는 원래 값이나 가명 모두 받습니다."""
+    _check(since, until)
+    page = await asyncio.to_thread(state.stores.feedback.list, user_id=user_id, session_id=session_id,
+                                   rating=rating, since=since, until=until, limit=limit, offset=offset)
+    return FeedbackPage.model_validate(page, from_attributes=True)
 
 
 @router.post("/spool/replay", response_model=ReplayOut, summary="대기 중인 로그/피드백을 저장소로 다시 보내기")

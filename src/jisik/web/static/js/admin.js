@@ -276,13 +276,14 @@ async function loadIngestRuns() {
 async function loadStats() {
   const { since, until, app, bucket } = range();
   try {
-    const [overview, trends, feedback, top, unanswered, offTopic] = await Promise.all([
+    const [overview, trends, feedback, top, unanswered, offTopic, comments] = await Promise.all([
       get("api/v1/admin/stats/overview", { since, until, app }),
       get("api/v1/admin/stats/trends", { since, until, app, bucket, tz: TZ }),
       get("api/v1/admin/stats/feedback", { since, until, app, tz: TZ }),
       get("api/v1/admin/stats/questions", { since, until, app, kind: "all", limit: 10 }),
       get("api/v1/admin/stats/questions", { since, until, app, kind: "unanswered", limit: 10 }),
       get("api/v1/admin/stats/questions", { since, until, app, kind: "off_topic", limit: 10 }),
+      get("api/v1/admin/feedback", { since, until, limit: 20 }),
     ]);
     renderOverview(overview);
     renderTrends(trends);
@@ -290,6 +291,12 @@ async function loadStats() {
     questionTable("table-top", "많이 묻는 질문", top);
     questionTable("table-unanswered", "답하지 못한 질문", unanswered);
     questionTable("table-offtopic", "주제 밖 질문", offTopic);
+    table($("table-feedback-comments"), { caption: "최근 피드백", rows: comments.items,
+      empty: "아직 피드백이 없습니다.", columns: [
+        { label: "시각", render: (r) => fmtTime(r.created_at) },
+        { label: "평가", render: (r) => (r.rating === "up" ? "좋아요" : "싫어요") },
+        { label: "의견", render: (r) => r.comment || "—" },
+        { key: "user_id", label: "사용자" }, { label: "출처 수", num: true, render: (r) => fmtNum(r.citations.length) }] });
     return true;
   } catch (err) {
     return !failed(err, "통계");
