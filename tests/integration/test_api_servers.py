@@ -11,16 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
 from api_env import ADMIN_KEY, USER_KEY, api_settings, asgi_client
 from chat_fixtures import build_runtime
 from jisik.api import create_app
 from jisik.runtime import Runtime
+from redis_env import REDIS, redis_key_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-REDIS = "redis://127.0.0.1:6379/0"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 ADMIN = {"X-API-Key": ADMIN_KEY}
 USER = {"X-API-Key": USER_KEY}
@@ -40,19 +39,8 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {e}", pytrace=False)
-    prefix = f"jisik-test-api-{uuid.uuid4().hex[:10]}:"
-    try:
+    with redis_key_prefix("jisik-test-api") as prefix:
         yield prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture

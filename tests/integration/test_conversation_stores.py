@@ -8,7 +8,6 @@ database exactly once, and a Redis that is down gives a clear 503 (Unavailable) 
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
+from chat_fixtures import free_port
 from conversation_conformance import (
     T0,
     CacheConformance,
@@ -49,10 +48,10 @@ from jisik.stores.conversations.redis_sessions import RedisSessionStore
 from jisik.stores.conversations.sql_chatlog import SqlChatLogStore, SqlFeedbackStore
 from jisik.stores.conversations.sql_db import ConversationDb
 from jisik.stores.conversations.sql_sessions import SqlSessionStore
+from redis_env import REDIS, redis_key_prefix
 
 pytestmark = pytest.mark.integration
 
-REDIS = "redis://127.0.0.1:6379/0"
 SERVERS = {
     "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432", "postgres", ""),
     "mariadb": ("mysql+pymysql://root:${JISIK_TEST_MARIADB_PASSWORD:}@127.0.0.1:3306", "", "?charset=utf8mb4"),
@@ -60,27 +59,10 @@ SERVERS = {
 PZ = Pseudonymizer(b"integration-salt")
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_prefix() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {e}", pytrace=False)
-    prefix = f"jisik-test-{uuid.uuid4().hex[:10]}:"
-    try:
+    with redis_key_prefix("jisik-test") as prefix:
         yield prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def _redis_url(prefix: str) -> str:
@@ -197,7 +179,7 @@ def test_long_korean_texts_roundtrip(sql_db: Callable[[], ConversationDb]) -> No
 
 def test_spooled_while_down_then_replayed_once(sql_db: Callable[[], ConversationDb], tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
-    down_url = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/nowhere"
+    down_url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     down_db = ConversationDb(down_url)
     down_logs = DurableChatLog(SqlChatLogStore(down_db, PZ), Spool(spool_dir, "chat_logs"), PZ, retry_after_s=30)
     down_fb = DurableFeedback(SqlFeedbackStore(down_db, PZ), Spool(spool_dir, "feedback"), PZ, retry_after_s=30)
@@ -230,7 +212,7 @@ def test_spooled_while_down_then_replayed_once(sql_db: Callable[[], Conversation
 
 def test_next_write_after_outage_drains_the_spool(sql_db: Callable[[], ConversationDb], tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", "chat_logs")
-    down = DurableChatLog(SqlChatLogStore(ConversationDb(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}"
+    down = DurableChatLog(SqlChatLogStore(ConversationDb(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}"
                                                          "/nowhere"), PZ), spool, PZ)
     first = down.record(ChatLog(session_id="s", question="q1", answer="a"))
     assert spool.pending()
@@ -241,7 +223,7 @@ def test_next_write_after_outage_drains_the_spool(sql_db: Callable[[], Conversat
 
 
 def test_redis_down_is_a_clear_503() -> None:
-    url = f"redis://127.0.0.1:{closed_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     sessions, cache = RedisSessionStore(url), RedisAnswerCache(url)
     start = time.monotonic()
     for call in (lambda: sessions.create(user_id="u"), lambda: sessions.get("abc"), lambda: sessions.history("abc"),
