@@ -19,8 +19,10 @@ import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from http_fixtures import send_json, serve_local
 
 DELTAS = ["예금자보호 ", "한도는 ", "1억 원입니다 ", "[1]."]
 
@@ -57,16 +59,16 @@ class ChatServer:
                 model = str(body.get("model"))
                 server.calls[model] += 1
                 if self.path != "/v1/chat/completions":
-                    return self._json(404, {"error": {"message": "no such route"}})
+                    return send_json(self, 404, {"error": {"message": "no such route"}})
                 first = server.calls[model] == 1
                 if model == "429-then-ok" and first:
-                    return self._json(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+                    return send_json(self, 429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
                 if model == "500-then-ok" and first:
-                    return self._json(500, {"error": {"message": "boom"}})
+                    return send_json(self, 500, {"error": {"message": "boom"}})
                 if model == "always-503":
-                    return self._json(503, {"error": {"message": "overloaded"}})
+                    return send_json(self, 503, {"error": {"message": "overloaded"}})
                 if model in ("401", "404", "400"):
-                    return self._json(int(model), {"error": {"message": f"scripted {model}"}})
+                    return send_json(self, int(model), {"error": {"message": f"scripted {model}"}})
                 self._start_stream()
                 if model == "close-then-ok" and first:
                     return self._drop()
@@ -123,18 +125,4 @@ class ChatServer:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
 
-            def _json(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (extra or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.httpd, self.base_url, self.thread = serve_local(Handler)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
 import pytest
 
+from http_fixtures import send_json, serve_local
 from jisik.core.errors import InvalidInput, Unavailable
 from jisik.models import OpenAICompatibleEmbedder
 
@@ -42,30 +42,17 @@ class FakeServer:
                 server.requests.append(body)
                 server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path != "/v1/embeddings":
-                    return self._send(404, {"error": {"message": "no such route"}})
+                    return send_json(self, 404, {"error": {"message": "no such route"}})
                 if server.script:
                     status = server.script.pop(0)
-                    return self._send(status, {"error": {"message": f"scripted {status}"}},
+                    return send_json(self, status, {"error": {"message": f"scripted {status}"}},
                                       {"Retry-After": "0"} if status == 429 else {})
                 data = [{"object": "embedding", "index": i, "embedding": fake_vector(t)}
                         for i, t in enumerate(body["input"])]
                 data.reverse()  # servers may answer out of order; the client sorts by index
-                self._send(200, {"object": "list", "model": body["model"], "data": data})
+                send_json(self, 200, {"object": "list", "model": body["model"], "data": data})
 
-            def _send(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (extra or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.httpd, self.base_url, self.thread = serve_local(Handler)
 
     def inputs(self) -> list[list[str]]:
         return [r["input"] for r in self.requests]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from faq_fixtures import FaqKB
+from http_fixtures import send_json, serve_local
 from jisik.apps.faq import RetrievalSuggester, clean_title
 from jisik.apps.faq.suggest import similarity
 from jisik.core.types import Chunk, Hit
@@ -91,13 +91,7 @@ class SuggestServer:
                 server.requests.append(body)
                 model = body["model"]
                 if model == "fail":
-                    raw = b'{"error": {"message": "boom"}}'
-                    self.send_response(500)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                    return
+                    return send_json(self, 500, {"error": {"message": "boom"}})
                 if model == "slow":
                     time.sleep(3)
                 text = GOOD_REPLY if model in ("good", "slow") else "잘 모르겠습니다."
@@ -115,10 +109,7 @@ class SuggestServer:
                 except OSError:  # the client gave up waiting (the "slow" case)
                     self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.httpd, self.base_url, self.thread = serve_local(Handler)
         self.thread.start()
 
     def close(self) -> None:
