@@ -4,6 +4,7 @@ server on a free port (SSE, WebSocket, schemathesis) and an SSE parser."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,21 @@ from fastapi import FastAPI
 
 from chat_fixtures import free_port
 from jisik.core.settings import Settings
+
+
+def wait_until_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fails with the server's log if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, log.read_text(encoding="utf-8")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+        time.sleep(0.2)
+
 
 ADMIN_KEY = "admin-secret-key"
 USER_KEY = "user-secret-key"

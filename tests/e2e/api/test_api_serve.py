@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from api_env import wait_until_ok
 from chat_fixtures import free_port
 
 
@@ -23,16 +23,7 @@ def test_jisik_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-c", "from jisik.cli import main; main()", "serve", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_until_ok(f"http://127.0.0.1:{port}/health", proc, log, timeout_s=180)
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/").json()["llm"]["kind"] == "extractive"
         assert httpx.post(f"{base}/query", json={"query": "가입"}).status_code == 401

@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from api_env import wait_until_ok
 from chat_fixtures import free_port
 
 
@@ -26,16 +26,7 @@ def test_demo_builds_the_knowledge_base_and_serves_the_web_ui_and_api(tmp_path: 
                                 stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text(encoding="utf-8")
-            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_ok(f"{base}/health/ready", proc, log, timeout_s=300)
         page = httpx.get(f"{base}/ui/", timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         r = httpx.post(f"{base}/query", json={"query": "예금자보호 한도는 얼마인가요?"}, timeout=60)
