@@ -348,11 +348,11 @@ def demo(
                 console.print(f"\n[bold green]질문>[/] {q}")
                 _print_answer(_guard(partial(answer_once, rt, q, DEMO_COLLECTION)))
             return
-        if cli:
-            ask(None, DEMO_COLLECTION, 5, False)
-            return
     finally:
         rt.close()
+    if cli:  # its own runtime, as the server below has its own
+        ask(None, DEMO_COLLECTION, 5, False)
+        return
     os.environ.setdefault("JISIK_DEFAULT_COLLECTION", DEMO_COLLECTION)
     if not get_settings().admin_api_key:  # the dashboard needs one: a fresh key for this demo run
         import secrets
