@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     dense_window_tokens: int = Field(
         128, ge=0, le=510, description="multi-vector passages: chunks longer than this many embedder tokens also "
         "get one vector per run of whole sentences of at most this many tokens (0 = off)")
+    dense_question_vectors: bool = Field(
+        True, description="FAQ entries (metadata kind=faq) also get their question embedded as a query, "
+        "matched question-to-question")
 
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr | None = None

@@ -64,7 +64,8 @@ _PAGE_SUFFIX = re.compile(r"^(?P<file>.+?)\s+-\s+(?P<page>\d+)$")
 
 def load_corpus(path: Path) -> list[Document]:
     """One document per corpus row. AutoRAG page corpora name rows "<domain> - <file> - <page>";
-    that page number becomes the locator (otherwise the row number does)."""
+    that page number becomes the locator (otherwise the row number does). A ``title`` in a row's
+    metadata becomes the document title (with ``kind: faq`` the row is a FAQ entry)."""
     docs = []
     for i, row in enumerate(_read_rows(path)):
         _require(row, ("doc_id", "contents"), path)
@@ -72,8 +73,8 @@ def load_corpus(path: Path) -> list[Document]:
         doc_id = str(row["doc_id"])
         m = _PAGE_SUFFIX.match(doc_id)
         locator: dict[str, Any] = {"page": int(m["page"]), "file": m["file"]} if m else {"row": i}
-        docs.append(Document(doc_id=doc_id, text=str(row["contents"] or ""), metadata=meta, locator=locator,
-                             source_uri=f"{path.name}#{doc_id}"))
+        docs.append(Document(doc_id=doc_id, text=str(row["contents"] or ""), title=str(meta.get("title", "")),
+                             metadata=meta, locator=locator, source_uri=f"{path.name}#{doc_id}"))
     return docs
 
 

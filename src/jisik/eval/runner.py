@@ -15,9 +15,12 @@ from jisik.text.chunking import make_chunker
 
 def scratch_collection(rt: Any, corpus: Path, chunker: str) -> tuple[EmbeddedIndexStore, str]:
     """Index ``corpus`` into ``<home>/eval-index`` under a name derived from its content,
-    the embedder, the chunker and the window size (multi-vector passages), so a second run reuses it."""
+    the embedder, the chunker, the window size (multi-vector passages) and FAQ question vectors, so a
+    second run reuses it."""
     windows = rt.settings.dense_window_tokens
-    parts = (chunker, f"windows={windows}") if windows else (chunker,)
+    parts: tuple[str, ...] = (chunker, f"windows={windows}") if windows else (chunker,)
+    if rt.settings.dense_question_vectors:
+        parts += ("questions",)
     name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, *parts, length=16)
     store = EmbeddedIndexStore(rt.settings.home / "eval-index")
     return store, name

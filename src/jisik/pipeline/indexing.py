@@ -7,13 +7,19 @@ Multi-vector passages: a chunk whose passage is longer than ``window_tokens`` em
 also gets one vector per *window* — a run of whole sentences of at most ``window_tokens`` tokens
 (a longer sentence is a window alone) — embedded in the same batched call as the chunks. Dense
 search scores the chunk by the best of its own vector and its windows (see
-:mod:`jisik.stores.index_base`)."""
+:mod:`jisik.stores.index_base`).
+
+Question vectors: a FAQ entry (chunk metadata ``kind == "faq"`` with a title) also gets the vector
+of its question embedded *as a query* (e5's ``query:`` side), stored as one more window of its
+chunk. A user's question is then also matched question-to-question (symmetric), which is how a
+colloquial paraphrase finds the entry whose answer shares few of its words."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -91,9 +97,11 @@ class Indexer:
     def __init__(
         self, store: IndexStore, embedder: Embedder, tokenizer: KoreanTokenizer, chunker: Chunker,
         *, group_size: int = 256, volatile: Iterable[str] = (), window_tokens: int | None = None,
+        question_vectors: bool | None = None,
     ) -> None:
         """``window_tokens``: multi-vector passages (see the module docstring); None = the
-        ``dense_window_tokens`` setting, 0 = off."""
+        ``dense_window_tokens`` setting, 0 = off. ``question_vectors``: FAQ question vectors;
+        None = the ``dense_question_vectors`` setting."""
         self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
@@ -102,9 +110,12 @@ class Indexer:
         self.window_tokens = get_settings().dense_window_tokens if window_tokens is None else int(window_tokens)
         if self.window_tokens < 0:
             raise InvalidInput("window_tokens는 0 이상이어야 합니다.", "window_tokens must be >= 0.")
+        self.question_vectors = (get_settings().dense_question_vectors if question_vectors is None
+                                 else bool(question_vectors))
         self.token_count = token_counter(embedder)
-        # the window size is part of what a document's stored vectors depend on
-        self.chunker_id = repr(chunker) + (f"|windows={self.window_tokens}" if self.window_tokens else "")
+        # the window size (and question vectors) are part of what a document's stored vectors depend on
+        self.chunker_id = (repr(chunker) + (f"|windows={self.window_tokens}" if self.window_tokens else "")
+                           + ("|questions" if self.question_vectors else ""))
         # lineage fields: a document that differs only there is unchanged and keeps its stored lineage
         self.volatile = frozenset(volatile)
 
@@ -206,22 +217,26 @@ class Indexer:
         all_vectors = (self.embedder.embed_passages(texts) if texts
                        else np.zeros((0, self.embedder.dim), np.float32))
         vectors = all_vectors[: len(flat)]
+        questions = {i: q for i, c in enumerate(flat) if (q := faq_question(c))} if self.question_vectors else {}
+        qvecs = (dict(zip(questions, self.embedder.embed_queries(list(questions.values())), strict=True))
+                 if questions else {})
         timings["embed"] += time.perf_counter() - t
         t = time.perf_counter()
         pos, wpos = 0, len(flat)
         for (doc, fp), chunks in zip(todo, per_doc, strict=True):
             n = len(chunks)
             doc_windows: list[np.ndarray] | None = None
-            if any(windows[pos : pos + n]):
+            if any(windows[pos : pos + n]) or any(i in qvecs for i in range(pos, pos + n)):
                 doc_windows = []
-                for ws in windows[pos : pos + n]:
-                    doc_windows.append(all_vectors[wpos : wpos + len(ws)])
+                for i, ws in enumerate(windows[pos : pos + n], start=pos):
+                    own = all_vectors[wpos : wpos + len(ws)]
                     wpos += len(ws)
+                    doc_windows.append(np.vstack([own, qvecs[i][None, :]]) if i in qvecs else own)
             batch.upsert_document(doc.doc_id, fp, chunks, vectors[pos : pos + n], tokens[pos : pos + n],
                                   windows=doc_windows)
             pos += n
         report.chunks_indexed += len(flat)
-        report.windows_indexed += len(texts) - len(flat)
+        report.windows_indexed += len(texts) - len(flat) + len(qvecs)
         timings["write"] += time.perf_counter() - t
 
     def _windows(self, passages: Sequence[str]) -> list[list[str]]:
@@ -299,6 +314,16 @@ def sentence_windows(
     if current:
         out.append(" ".join(current))
     return out
+
+
+_TAGS = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
+
+
+def faq_question(chunk: Chunk) -> str:
+    """The question of a FAQ entry's chunk (its title without ``[카테고리]`` tags), else ""."""
+    if chunk.metadata.get("kind") != "faq" or not chunk.title:
+        return ""
+    return _TAGS.sub("", chunk.title).strip() or chunk.title.strip()
 
 
 def _lexical_text(chunk: Chunk) -> str:
