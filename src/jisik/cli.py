@@ -225,7 +225,7 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="마지막 줄에 JSON 한 줄")] = False,
     fusion: Annotated[str | None, typer.Option(help="rrf | weighted | adaptive")] = None,
     mode: Annotated[str, typer.Option(help="hybrid | lexical | dense")] = "hybrid",
-    rerank: Annotated[str | None, typer.Option(help="none | embedder")] = None,
+    rerank: Annotated[str | None, typer.Option(help="none | dense (default) | embedder")] = None,
     limit: Annotated[int | None, typer.Option(help="처음 N개 질문만")] = None,
     chunker: Annotated[str, typer.Option(help="page | sentence | whole")] = "page",
 ) -> None:

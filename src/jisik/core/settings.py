@@ -25,7 +25,11 @@ class RetrievalSettings(BaseSettings):
     lexical_weight: float = Field(0.5, ge=0.0, le=1.0)
     adaptive_floor: float = Field(0.2, ge=0.0, le=1.0, description="adaptive fusion: least lexical weight")
     adaptive_ceiling: float = Field(0.8, ge=0.0, le=1.0, description="adaptive fusion: most lexical weight")
-    rerank: Literal["none", "embedder"] = "none"
+    rerank: Literal["none", "dense", "embedder"] = Field(
+        "dense", description="dense: blend the top candidates' raw dense cosine into the fused score (no model "
+        "call); embedder: re-embed sentence windows of the candidates at query time (slow on CPU)")
+    rerank_weight: float = Field(0.4, ge=0.0, le=1.0, description="rerank: weight of the rescoring signal")
+    rerank_candidates: int = Field(10, ge=1, le=200, description="rerank: how many top fused candidates")
     dedup_threshold: float = Field(0.97, ge=0.0, le=1.0)
     max_per_doc: int = Field(1, ge=0, le=100, description="0 = no limit")
     multi_query: bool = Field(False, description="also search rewrites of the query: written by the LLM in the "

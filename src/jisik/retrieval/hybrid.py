@@ -22,7 +22,7 @@ from jisik.retrieval.dedup import dedup_hits
 from jisik.retrieval.filters import Filter, parse_filter
 from jisik.retrieval.fusion import SignalResult, fuse
 from jisik.retrieval.multiquery import expand_query
-from jisik.retrieval.rerank import Reranker
+from jisik.retrieval.rerank import Reranker, blend_dense
 from jisik.stores.index_base import IndexStore
 from jisik.text.normalize import normalize_query
 from jisik.text.tokenize import KoreanTokenizer
@@ -105,7 +105,7 @@ class HybridRetriever:
             queries = list(dict.fromkeys([q, *(v for v in extra if v and len(v) <= self.max_query_chars)]))
         else:
             queries = expand_query(q) if cfg.multi_query else [q]
-        rerank = self.reranker is not None and cfg.rerank != "none"
+        rerank = self.reranker is not None and cfg.rerank == "embedder"
         # The query embedding (a model call that releases the GIL) runs on a worker thread while
         # this thread tokenises the query with Kiwi and searches the lexical index.
         pending = _EMBED_POOL.submit(self._embed, queries) if cfg.mode != "lexical" or rerank else None
@@ -138,11 +138,22 @@ class HybridRetriever:
         keys = fused.keys[:pool]
         scores = fused.scores[:pool]
         timings["fuse"] = (time.perf_counter() - t) * 1000
+        per_signal: Mapping[str, Mapping[int, float]] = fused.per_signal
+        if cfg.rerank == "dense" and len(signals) > 1 and qvecs is not None and keys.size:
+            t = time.perf_counter()
+            qv = qvecs[0]
+            # hits report the fused score before the blend; their ``score`` is the blended one
+            per_signal = {**fused.per_signal, "fused": dict(zip(keys.tolist(), scores.tolist(), strict=True))}
+            keys, scores = blend_dense(
+                keys, scores, fused.per_signal.get("dense", {}),
+                lambda ks: self.store.vectors(collection, ks) @ qv,
+                weight=cfg.rerank_weight, candidates=cfg.rerank_candidates)
+            timings["rerank"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         # fetch only what dedup is likely to need; fetch the rest only if too much was dropped
         first = len(keys) if rerank else min(len(keys), 2 * k)
-        hits = self._hits(collection, keys[:first], scores[:first], fused.per_signal)
+        hits = self._hits(collection, keys[:first], scores[:first], per_signal)
         vectors = self.store.vectors(collection, keys[:first].tolist()) if first else None
         timings["fetch"] = (time.perf_counter() - t) * 1000
         if rerank and hits and self.reranker is not None and qvecs is not None:
@@ -152,7 +163,7 @@ class HybridRetriever:
         t = time.perf_counter()
         kept = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
         if len(kept) < k and first < len(keys):
-            hits += self._hits(collection, keys[first:], scores[first:], fused.per_signal)
+            hits += self._hits(collection, keys[first:], scores[first:], per_signal)
             vectors = self.store.vectors(collection, keys.tolist())
             kept = dedup_hits(hits, vectors, max_per_doc=cfg.max_per_doc, threshold=cfg.dedup_threshold, limit=k)
         hits = kept
