@@ -31,13 +31,15 @@ class Dataset:
 
 def datasets() -> dict[str, Dataset]:
     allganize = SHARED / "korean_rag_eval" / "allganize_autorag_ko"
-    if not (CACHE / "faq_corpus.jsonl").exists():
+    if not (CACHE / "faq_seller_qa.jsonl").exists():
         subprocess.run([sys.executable, str(ROOT / "bench" / "prepare_faq.py")], check=True, capture_output=True)
     return {
         "allganize": Dataset("allganize", allganize / "qa_v4.parquet", allganize / "ocr_corpus_v3.parquet", "page",
                              "allganize RAG-Eval-KO (AutoRAG): 114 questions, 720 OCR pages"),
         "faq": Dataset("faq", CACHE / "faq_paraphrase_qa.jsonl", CACHE / "faq_corpus.jsonl", "whole",
                        "Smartstore FAQ (2,717 entries) with 120 hand-written colloquial paraphrases"),
+        "faq_seller": Dataset("faq_seller", CACHE / "faq_seller_qa.jsonl", CACHE / "faq_corpus.jsonl", "whole",
+                              "Smartstore FAQ (2,717 entries) with 120 held-out seller questions"),
     }
 
 

@@ -9,7 +9,7 @@ Reports Recall@1/5/10, MRR, nDCG@10 and per-query latency p50/p95 (total, and ou
 query-embedding call). Results go to bench/results/retrieval_quality.json; bench/report.py
 renders docs/benchmarks.md.
 
-    python bench/retrieval_quality.py [--datasets allganize,faq] [--skip-llamaindex]
+    python bench/retrieval_quality.py [--datasets allganize,faq,faq_seller] [--skip-llamaindex]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def llamaindex_hybrid(rt: Runtime, chunks: list[Any]) -> Search:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", default="allganize,faq")
+    ap.add_argument("--datasets", default="allganize,faq,faq_seller")
     ap.add_argument("--skip-llamaindex", action="store_true")
     args = ap.parse_args()
     rt = Runtime()
