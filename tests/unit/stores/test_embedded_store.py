@@ -164,3 +164,38 @@ def test_rows_of_old_versions_are_garbage_collected(tmp_path: Path) -> None:
         b.delete_document("d0")
     conn = sqlite3.connect(tmp_path / "c" / "store.sqlite3")
     assert conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 4
+
+
+def test_fetched_chunks_are_cached_copies_and_a_dropped_collection_leaves_nothing_stale(tmp_path: Path) -> None:
+    store = EmbeddedIndexStore(tmp_path)
+    fill(store, "c", 5)
+    keys = store.search_lexical("c", ["문서"], 5, NOFILTER)[0].tolist()
+    first = store.fetch("c", keys)
+    # a second fetch is served from the handle's cache, without SQL
+    store._open("c").conn.execute("UPDATE chunks SET text='바뀐 본문'")  # rows never change; here they do
+    again = store.fetch("c", keys)
+    assert [c.text for c in again] == [c.text for c in first] and all("내용" in c.text for c in again)
+    # each caller gets its own Chunk objects
+    again[0].text = "호출자가 고친 값"
+    assert store.fetch("c", keys)[0].text == first[0].text
+    # dropping and re-creating the collection restarts its keys: the new rows are read, not the old cache
+    store.drop_collection("c")
+    store.ensure_collection("c", dim=16, embedder_id="test")
+    with store.open_batch("c") as b:
+        b.upsert_document("new", "fp", [Chunk(chunk_id="n", doc_id="new", text="새 문서")],
+                          unit(np.random.default_rng(1), 1, 16), [["새", "문서"]])
+    key = store.search_lexical("c", ["새"], 1, NOFILTER)[0].tolist()
+    assert key == [1] and 1 in keys  # AUTOINCREMENT starts over in the new file: key 1 again
+    assert [c.doc_id for c in store.fetch("c", key)] == ["new"]
+
+
+def test_the_chunk_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jisik.stores.embedded import store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHUNK_CACHE_SIZE", 3)
+    store = EmbeddedIndexStore(tmp_path)
+    fill(store, "c", 6)
+    assert [c.doc_id for c in store.fetch("c", [1, 2, 3, 4, 5, 6])] == [f"d{i}" for i in range(6)]
+    assert list(store._open("c").chunks) == [4, 5, 6]  # least recently used first out
+    store.fetch("c", [4])
+    assert list(store._open("c").chunks) == [5, 6, 4]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import math
 import shutil
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,12 @@ class _Collection:
     snapshot: Snapshot | None = None
     checked_at: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # chunk rows by key: a key is never reused (AUTOINCREMENT) and its row never changes, so the
+    # cache needs no invalidation; it goes with the handle when the collection is dropped
+    chunks: OrderedDict[int, Chunk] = field(default_factory=OrderedDict)
+
+
+CHUNK_CACHE_SIZE = 4096
 
 
 class EmbeddedBatch:
@@ -434,14 +442,28 @@ class EmbeddedIndexStore:
         ks = [int(k) for k in keys]
         if not ks:
             return []
-        marks = ",".join("?" * len(ks))
+        by_key: dict[int, Chunk] = {}
         with col.lock:
-            rows = col.conn.execute(f"SELECT {sqlog.CHUNK_COLS} FROM chunks WHERE key IN ({marks})", ks).fetchall()
-        by_key = {r[0]: sqlog.row_to_chunk(r) for r in rows}
+            cache = col.chunks
+            for k in ks:
+                hit = cache.get(k)
+                if hit is not None:
+                    cache.move_to_end(k)
+                    by_key[k] = hit
+            todo = [k for k in ks if k not in by_key]
+            if todo:
+                marks = ",".join("?" * len(todo))
+                rows = col.conn.execute(f"SELECT {sqlog.CHUNK_COLS} FROM chunks WHERE key IN ({marks})",
+                                        todo).fetchall()
+                for r in rows:
+                    by_key[r[0]] = cache[r[0]] = sqlog.row_to_chunk(r)
+                while len(cache) > CHUNK_CACHE_SIZE:
+                    cache.popitem(last=False)
         missing = [k for k in ks if k not in by_key]
         if missing:
             raise NotFound(f"청크를 찾을 수 없습니다: {missing[:5]}", f"Unknown chunk keys: {missing[:5]}")
-        return [by_key[k] for k in ks]
+        # callers get their own copies (shallow: locator and metadata are shared and read-only)
+        return [copy.copy(by_key[k]) for k in ks]
 
     def vectors(self, name: str, keys: Sequence[int]) -> FloatArray:
         snap = self._snapshot(name)
