@@ -17,22 +17,22 @@ def dedup_hits(
 ) -> list[Hit]:
     kept: list[Hit] = []
     kept_rows: list[int] = []
-    # similarities only against what is kept (at most ``limit`` rows): no full pairwise matrix
+    # one small Gram matrix of the candidates instead of a product per candidate
     check_vectors = vectors is not None and threshold < 1.0 and len(hits) > 1
+    gram = vectors @ vectors.T if check_vectors and vectors is not None else None
     per_doc: dict[str, int] = {}
     seen_text: set[str] = set()
     for i, hit in enumerate(hits):
         doc = hit.chunk.doc_id
         if max_per_doc > 0 and per_doc.get(doc, 0) >= max_per_doc:
             continue
-        text_key = " ".join(hit.chunk.text.split())
-        if text_key in seen_text:
+        text = hit.chunk.text  # normalised at index time (NFKC, whitespace)
+        if text in seen_text:
             continue
-        if check_vectors and kept_rows and vectors is not None \
-                and float((vectors[kept_rows] @ vectors[i]).max()) >= threshold:
+        if gram is not None and kept_rows and float(gram[i, kept_rows].max()) >= threshold:
             continue
         kept.append(hit)
-        seen_text.add(text_key)
+        seen_text.add(text)
         kept_rows.append(i)
         per_doc[doc] = per_doc.get(doc, 0) + 1
         if len(kept) >= limit:

@@ -36,44 +36,43 @@ class Fused:
     weights: dict[str, float]
 
 
-def _union(signals: Mapping[str, SignalResult]) -> npt.NDArray[np.int64]:
-    arrays = [s.keys for s in signals.values() if s.keys.size]
-    if not arrays:
-        return np.zeros(0, np.int64)
-    return np.unique(np.concatenate(arrays))
+def _accumulate(parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Sum of per-signal contributions by key (vectorised): unique keys and their totals."""
+    parts = [(k, v) for k, v in parts if k.size]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0)
+    keys, inverse = np.unique(np.concatenate([k for k, _ in parts]), return_inverse=True)
+    totals = np.bincount(inverse, weights=np.concatenate([v for _, v in parts]), minlength=keys.size)
+    return keys, totals.astype(np.float64, copy=False)
 
 
-def rrf(signals: Mapping[str, SignalResult], weights: Mapping[str, float], k: int = 60) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for name, sig in signals.items():
-        w = weights.get(name, 1.0)
-        for rank, key in enumerate(sig.keys.tolist()):
-            out[key] = out.get(key, 0.0) + w / (k + rank + 1)
-    return out
+def rrf(
+    signals: Mapping[str, SignalResult], weights: Mapping[str, float], k: int = 60
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    return _accumulate([
+        (sig.keys, weights.get(name, 1.0) / (k + np.arange(1, sig.keys.size + 1, dtype=np.float64)))
+        for name, sig in signals.items()
+    ])
 
 
-def _normalise(sig: SignalResult, name: str) -> dict[int, float]:
-    if sig.keys.size == 0:
-        return {}
+def _normalise(sig: SignalResult, name: str) -> npt.NDArray[np.float64]:
     s = sig.scores.astype(np.float64)
+    if s.size == 0:
+        return s
     if name == "lexical":
         # scores are already relative to the query's ideal match (~1.0 = every word once);
         # a better-than-ideal top match (repeated terms, short chunk) rescales instead of
         # being capped, so the order among the strongest lexical candidates survives
-        norm = s / max(float(s.max()), 1.0)
-    else:
-        lo, hi = float(s.min()), float(s.max())
-        norm = (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
-    return dict(zip(sig.keys.tolist(), norm.tolist(), strict=True))
+        return s / max(float(s.max()), 1.0)
+    lo, hi = float(s.min()), float(s.max())
+    return (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
 
 
-def weighted(signals: Mapping[str, SignalResult], weights: Mapping[str, float]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for name, sig in signals.items():
-        w = weights.get(name, 0.0)
-        for key, v in _normalise(sig, name).items():
-            out[key] = out.get(key, 0.0) + w * v
-    return out
+def weighted(
+    signals: Mapping[str, SignalResult], weights: Mapping[str, float]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    return _accumulate([(sig.keys, weights.get(name, 0.0) * _normalise(sig, name)) for name, sig in signals.items()])
 
 
 def adaptive_weights(
@@ -96,22 +95,20 @@ def fuse(
 ) -> Fused:
     if method == "rrf":
         weights = {name: 1.0 for name in signals}
-        combined = rrf(signals, weights, rrf_k)
+        keys, vals = rrf(signals, weights, rrf_k)
     elif method == "weighted":
         weights = {"lexical": lexical_weight, "dense": 1.0 - lexical_weight}
-        combined = weighted(signals, weights)
+        keys, vals = weighted(signals, weights)
     elif method == "adaptive":
         weights = adaptive_weights(signals, lexical_weight, floor=floor, ceiling=ceiling)
-        combined = weighted(signals, weights)
+        keys, vals = weighted(signals, weights)
     else:
         raise ValueError(f"unknown fusion method {method!r}")
     per_signal = {
         name: dict(zip(sig.keys.tolist(), sig.scores.astype(float).tolist(), strict=True))
         for name, sig in signals.items()
     }
-    if not combined:
+    if not keys.size:
         return Fused(np.zeros(0, np.int64), np.zeros(0), per_signal, weights)
-    keys = np.fromiter(combined.keys(), dtype=np.int64, count=len(combined))
-    vals = np.fromiter(combined.values(), dtype=np.float64, count=len(combined))
     order = np.lexsort((keys, -vals))  # score desc, key asc for determinism
     return Fused(keys[order], vals[order], per_signal, weights)
