@@ -8,7 +8,7 @@ from typing import Any
 
 from jisik.core.hashing import content_hash, sha256_file
 from jisik.eval.autorag import evaluate, load_corpus, load_qa
-from jisik.pipeline.indexing import Indexer, ProgressFactory, progress_or_none
+from jisik.pipeline.indexing import Indexer, ProgressFactory, progress_or_none, stored_vector_parts
 from jisik.stores.embedded import EmbeddedIndexStore
 from jisik.text.chunking import make_chunker
 
@@ -17,11 +17,8 @@ def scratch_collection(rt: Any, corpus: Path, chunker: str) -> tuple[EmbeddedInd
     """Index ``corpus`` into ``<home>/eval-index`` under a name derived from its content,
     the embedder, the chunker, the window size (multi-vector passages) and FAQ question vectors, so a
     second run reuses it."""
-    windows = rt.settings.dense_window_tokens
-    parts: tuple[str, ...] = (chunker, f"windows={windows}") if windows else (chunker,)
-    if rt.settings.dense_question_vectors:
-        parts += ("questions",)
-    name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, *parts, length=16)
+    parts = stored_vector_parts(rt.settings.dense_window_tokens, rt.settings.dense_question_vectors)
+    name = "eval-" + content_hash(sha256_file(corpus), rt.embedder.model_id, chunker, *parts, length=16)
     store = EmbeddedIndexStore(rt.settings.home / "eval-index")
     return store, name
 
@@ -37,7 +34,8 @@ def run_eval(
     if name not in existing or existing[name].version == 0:
         docs = load_corpus(corpus_path)
         indexer = Indexer(store, rt.embedder, rt.tokenizer, make_chunker(chunker),
-                          window_tokens=rt.settings.dense_window_tokens)
+                          window_tokens=rt.settings.dense_window_tokens,
+                          question_vectors=rt.settings.dense_question_vectors)
         with progress_or_none(progress, f"평가용 색인 {corpus_path.name}", len(docs)) as update:
             indexer.index(name, docs, note="eval scratch", progress=update)
     retriever = rt.retriever_for(store)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -34,6 +33,7 @@ from jisik.core.logging import get_logger
 from jisik.core.settings import get_settings
 from jisik.core.types import Chunk, Document
 from jisik.models.embedders import Embedder
+from jisik.pipeline.loaders import clean_title
 from jisik.stores.index_base import IndexBatch, IndexStore
 from jisik.text.chunking import Chunker
 from jisik.text.normalize import normalize
@@ -113,9 +113,8 @@ class Indexer:
         self.question_vectors = (get_settings().dense_question_vectors if question_vectors is None
                                  else bool(question_vectors))
         self.token_count = token_counter(embedder)
-        # the window size (and question vectors) are part of what a document's stored vectors depend on
-        self.chunker_id = (repr(chunker) + (f"|windows={self.window_tokens}" if self.window_tokens else "")
-                           + ("|questions" if self.question_vectors else ""))
+        self.chunker_id = repr(chunker) + "".join(
+            f"|{part}" for part in stored_vector_parts(self.window_tokens, self.question_vectors))
         # lineage fields: a document that differs only there is unchanged and keeps its stored lineage
         self.volatile = frozenset(volatile)
 
@@ -316,14 +315,17 @@ def sentence_windows(
     return out
 
 
-_TAGS = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
+def stored_vector_parts(window_tokens: int, question_vectors: bool) -> tuple[str, ...]:
+    """What a document's stored vectors depend on besides its chunks and the embedder: the window
+    size and FAQ question vectors (part of fingerprints and of eval scratch-collection names)."""
+    return ((f"windows={window_tokens}",) if window_tokens else ()) + (("questions",) if question_vectors else ())
 
 
 def faq_question(chunk: Chunk) -> str:
     """The question of a FAQ entry's chunk (its title without ``[카테고리]`` tags), else ""."""
     if chunk.metadata.get("kind") != "faq" or not chunk.title:
         return ""
-    return _TAGS.sub("", chunk.title).strip() or chunk.title.strip()
+    return clean_title(chunk.title) or chunk.title.strip()
 
 
 def _lexical_text(chunk: Chunk) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ def safe_unpickle(data: bytes) -> Any:
         raise
     except Exception as exc:
         raise InvalidInput(f"pickle 파일을 읽을 수 없습니다: {exc}", f"Cannot read pickle: {exc}") from exc
+
+
+_CATEGORY_TAGS = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
+
+
+def clean_title(title: str) -> str:
+    """A FAQ title without its ``[카테고리]`` prefix(es) and surrounding whitespace."""
+    return " ".join(_CATEGORY_TAGS.sub("", title).split())
 
 
 def _category(question: str) -> str:

@@ -105,10 +105,10 @@ class HybridRetriever:
             queries = list(dict.fromkeys([q, *(v for v in extra if v and len(v) <= self.max_query_chars)]))
         else:
             queries = expand_query(q) if cfg.multi_query else [q]
-        rerank = self.reranker is not None and cfg.rerank == "embedder"
+        rerank_embedder = self.reranker is not None and cfg.rerank == "embedder"
         # The query embedding (a model call that releases the GIL) runs on a worker thread while
         # this thread tokenises the query with Kiwi and searches the lexical index.
-        pending = _EMBED_POOL.submit(self._embed, queries) if cfg.mode != "lexical" or rerank else None
+        pending = _EMBED_POOL.submit(self._embed, queries) if cfg.mode != "lexical" or rerank_embedder else None
 
         signals: dict[str, SignalResult] = {}
         if cfg.mode in ("hybrid", "lexical"):
@@ -152,11 +152,11 @@ class HybridRetriever:
 
         t = time.perf_counter()
         # fetch only what dedup is likely to need; fetch the rest only if too much was dropped
-        first = len(keys) if rerank else min(len(keys), 2 * k)
+        first = len(keys) if rerank_embedder else min(len(keys), 2 * k)
         hits = self._hits(collection, keys[:first], scores[:first], per_signal)
         vectors = self.store.vectors(collection, keys[:first].tolist()) if first else None
         timings["fetch"] = (time.perf_counter() - t) * 1000
-        if rerank and hits and self.reranker is not None and qvecs is not None:
+        if rerank_embedder and hits and self.reranker is not None and qvecs is not None:
             t = time.perf_counter()
             hits, vectors = self.reranker.rerank(q, qvecs[0], hits, vectors)
             timings["rerank"] = (time.perf_counter() - t) * 1000

@@ -26,10 +26,10 @@ from typing import Any
 from jisik.core.logging import get_logger
 from jisik.core.types import Hit
 from jisik.models.llm.base import ChatMessage
+from jisik.pipeline.loaders import clean_title
 
 log = get_logger(__name__)
 
-_CATEGORY = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
 _WORD_CHARS = re.compile(r"[^0-9A-Za-z\uac00-\ud7a3]+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}\s*[.)]|[Qq]\d*\s*[:.)]|질문\s*\d*\s*[:.)])\s*")
@@ -39,11 +39,6 @@ SYSTEM_KO = (
     "짧은 질문을 한국어로 씁니다. 반드시 아래 'FAQ 항목'으로 답할 수 있는 질문만 쓰고, 고객의 질문을 "
     "되풀이하지 마세요. 질문만 한 줄에 하나씩 쓰고 번호나 설명은 붙이지 마세요."
 )
-
-
-def clean_title(title: str) -> str:
-    """A FAQ title without its ``[카테고리]`` prefix(es) and surrounding whitespace."""
-    return " ".join(_CATEGORY.sub("", title).split())
 
 
 def _bigrams(text: str) -> set[str]:
